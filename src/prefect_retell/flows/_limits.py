@@ -1,0 +1,209 @@
+"""Prefect global concurrency limits that stand for Retell's limits, and pacing.
+
+A campaign mirrors two of Retell's limits as Prefect global concurrency limits, so
+that they hold for every flow run on the same Prefect server and a user can see and
+change them in the UI:
+
+- `retell-cps-<digits of the from-number>`: a rate limit with `limit` and
+  `slot_decay_per_second` equal to the number's calls per second;
+- `retell-concurrency`: the calls live at once on the account.
+
+A rate limit alone does not pace calls evenly. Prefect's server treats it as a token
+bucket whose refill is floored at every update, lets `limit + decay` acquisitions
+through in the first second, and, on SQLite, can stall a per-call acquisition for
+seconds. So `CallPacer` takes a whole second's tokens in one acquisition (one server
+round trip per second, not per call), never asks before the bucket has refilled
+(a refused request would reset the refill clock), and spaces the calls it releases
+by `1 / cps`, with at most `cps` in any one-second window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
+from prefect.concurrency.asyncio import rate_limit
+from prefect.exceptions import ObjectNotFound
+
+from prefect_retell.errors import RetellConfigurationError
+
+__all__ = [
+    "CallPacer",
+    "concurrency_limit_name",
+    "ensure_limit",
+    "rate_limit_name",
+]
+
+# The creations of one second arrive at Retell a little apart from how they left;
+# a window this much wider than a second keeps that jitter from making `cps + 1`.
+_WINDOW_SECONDS = 1.02
+
+
+def rate_limit_name(from_number: str) -> str:
+    """The name of the rate limit that stands for a number's calls per second."""
+    return "retell-cps-" + "".join(ch for ch in from_number if ch.isdigit())
+
+
+def concurrency_limit_name() -> str:
+    """The name of the limit that stands for the account's simultaneous calls."""
+    return "retell-concurrency"
+
+
+async def ensure_limit(
+    name: str,
+    *,
+    limit: int,
+    slot_decay_per_second: float,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> None:
+    """Create a global concurrency limit, or bring an existing one to these values.
+
+    A missing or inactive limit throttles nothing in Prefect, and a rate limit
+    without decay refuses every acquisition, so the limit is read back and
+    checked before any call is placed.
+
+    Raises:
+        RetellConfigurationError: The limit is still unusable after the update.
+    """
+    async with get_client() as client:
+        try:
+            current = await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            await client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(
+                    name=name,
+                    limit=limit,
+                    active=True,
+                    slot_decay_per_second=slot_decay_per_second,
+                )
+            )
+            logger.info(
+                "Created Prefect limit %r: %d, decay %g/s",
+                name,
+                limit,
+                slot_decay_per_second,
+            )
+        else:
+            await _update_limit(client, current, limit, slot_decay_per_second, logger)
+        confirmed = await client.read_global_concurrency_limit_by_name(name)
+    _check_limit(confirmed, limit, slot_decay_per_second)
+
+
+async def _update_limit(client, current, limit, decay, logger) -> None:
+    changes: dict[str, object] = {}
+    if not current.active:
+        logger.warning("Prefect limit %r was inactive; activating it", current.name)
+        changes["active"] = True
+    if current.limit != limit or current.slot_decay_per_second != decay:
+        logger.info(
+            "Setting Prefect limit %r from %d (decay %g/s) to %d (decay %g/s)",
+            current.name,
+            current.limit,
+            current.slot_decay_per_second,
+            limit,
+            decay,
+        )
+        changes.update(limit=limit, slot_decay_per_second=decay)
+    if changes:
+        await client.update_global_concurrency_limit(
+            current.name, GlobalConcurrencyLimitUpdate(**changes)
+        )
+
+
+def _check_limit(confirmed, limit: int, decay: float) -> None:
+    problems = []
+    if not confirmed.active:
+        problems.append("it is inactive")
+    if confirmed.limit != limit:
+        problems.append(f"its limit is {confirmed.limit}, not {limit}")
+    if confirmed.slot_decay_per_second != decay:
+        problems.append(f"its decay is {confirmed.slot_decay_per_second}, not {decay}")
+    if problems:
+        raise RetellConfigurationError(
+            f"Prefect limit {confirmed.name!r} cannot be used: {', '.join(problems)}. "
+            "Fix it with `prefect gcl update` or in the UI; nothing was dialled."
+        )
+
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class CallPacer:
+    """Releases call creations at a steady rate within a Prefect rate limit.
+
+    Args:
+        cps: Calls per second to reach and never exceed.
+        limit_name: The Prefect rate limit to draw from, whose limit and decay are
+            `cps`; None paces locally only.
+        acquire_timeout_seconds: The longest wait for the Prefect limit.
+    """
+
+    def __init__(
+        self,
+        cps: int,
+        limit_name: str | None,
+        *,
+        acquire_timeout_seconds: float = 300.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if cps < 1:
+            raise RetellConfigurationError(f"cps must be at least 1, not {cps}")
+        self.cps = cps
+        self.limit_name = limit_name
+        self.acquire_timeout_seconds = acquire_timeout_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._interval = 1.0 / cps
+        self._tokens = 0
+        self._refill_not_before = 0.0
+        self._recent: collections.deque[float] = collections.deque(maxlen=cps)
+        self._lock = asyncio.Lock()
+
+    async def wait_turn(self) -> None:
+        """Return when the next call may be created."""
+        async with self._lock:
+            if self._tokens == 0:
+                await self._take_tokens()
+            self._tokens -= 1
+            await self._wait_for_slot()
+            self._recent.append(self._clock())
+
+    async def _take_tokens(self) -> None:
+        if self.limit_name is None:
+            self._tokens = self.cps
+            return
+        await self._sleep_until(self._refill_not_before)
+        await rate_limit(
+            self.limit_name,
+            occupy=self.cps,
+            timeout_seconds=self.acquire_timeout_seconds,
+            strict=True,
+        )
+        # The server stamped the grant before its answer arrived, so a second
+        # from now the bucket is certainly full again and the next request cannot
+        # be refused (a refusal would restart the bucket's refill).
+        self._refill_not_before = self._clock() + 1.0
+        self._tokens = self.cps
+
+    async def _wait_for_slot(self) -> None:
+        earliest = self._clock()
+        if self._recent:
+            earliest = max(earliest, self._recent[-1] + self._interval)
+        if len(self._recent) == self.cps:
+            earliest = max(earliest, self._recent[0] + _WINDOW_SECONDS)
+        await self._sleep_until(earliest)
+
+    async def _sleep_until(self, moment: float) -> None:
+        delay = moment - self._clock()
+        if delay > 0:
+            await self._sleep(delay)

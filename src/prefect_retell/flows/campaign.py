@@ -1,0 +1,644 @@
+"""The `outbound_campaign` flow: a contact list in, a result for every row out."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.asyncio import concurrency
+from prefect.runtime import flow_run
+
+from prefect_retell.blocks import RetellCredentials
+from prefect_retell.client import RetellClient
+from prefect_retell.contacts import Contact, ContactList, load_contacts
+from prefect_retell.destinations import allowed_countries, destination_problem, max_cps
+from prefect_retell.errors import (
+    RetellAPIError,
+    RetellAuthenticationError,
+    RetellCallTimeoutError,
+    RetellConfigurationError,
+    RetellConnectionError,
+    RetellNotFoundError,
+    RetellRateLimitError,
+    RetellServerError,
+)
+from prefect_retell.flows._credentials import resolve_credentials
+from prefect_retell.flows._limits import (
+    CallPacer,
+    concurrency_limit_name,
+    ensure_limit,
+    rate_limit_name,
+)
+from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
+from prefect_retell.privacy import mask_phone_number
+from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
+from prefect_retell.tasks import bind_agents, create_call, shared_client, wait_for_call
+
+__all__ = ["outbound_campaign"]
+
+# Calls that ended for lack of a free concurrency slot are placed again, this many
+# times in all, after a growing pause: the limit is transient, not the contact's fault.
+_MAX_ATTEMPTS = 3
+_RETRY_PAUSE_SECONDS = 2.0
+_PROGRESS_EVERY_SECONDS = 2.0
+_VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+# Variables Retell fills itself, which no column needs to provide.
+_SYSTEM_VARIABLES = {
+    "current_time",
+    "current_calendar",
+    "call_id",
+    "user_number",
+    "agent_number",
+    "direction",
+    "session_type",
+    "session_duration",
+}
+
+
+@dataclass
+class _Plan:
+    """Everything decided before the first call."""
+
+    campaign_id: str
+    from_number: str
+    agent_id: str | None
+    agent_version: int | str | None
+    allowed: frozenset[str] | None
+    concurrency_limit: int
+    metadata: dict[str, Any]
+    call_timeout_seconds: float
+    poll_interval_seconds: float
+    stop_calls_on_timeout: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+@task(name="load-contacts", cache_policy=NO_CACHE)
+def load_contact_list(
+    contacts: str | os.PathLike[str] | Sequence[dict[str, Any]],
+    phone_column: str | None = None,
+    default_region: str = "US",
+) -> ContactList:
+    """Read and normalise a contact list; bad rows are reported, not raised.
+
+    Example:
+        ```python
+        contact_list = load_contact_list("contacts.csv", default_region="GB")
+        ```
+    """
+    logger = get_run_logger()
+    contact_list = load_contacts(
+        contacts, phone_column=phone_column, default_region=default_region
+    )
+    logger.info(
+        "Loaded %d rows from %s: %d to dial, %d rejected, %d duplicates",
+        contact_list.total_rows,
+        contact_list.source,
+        len(contact_list.contacts),
+        len(contact_list.rejected),
+        len(contact_list.duplicates),
+    )
+    for warning in contact_list.warnings:
+        logger.warning("%s", warning)
+    return contact_list
+
+
+@flow(name="retell-outbound-campaign", log_prints=False)
+async def outbound_campaign(
+    contacts: str | list[dict[str, Any]],
+    from_number: str,
+    credentials: RetellCredentials | str | None = None,
+    cps: int = 1,
+    max_concurrency: int | None = None,
+    agent_id: str | None = None,
+    agent_version: int | str | None = None,
+    outbound_agents: list[AgentWeight] | None = None,
+    default_region: str = "US",
+    phone_column: str | None = None,
+    campaign_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+    call_timeout_seconds: float = 3600.0,
+    poll_interval_seconds: float = 2.0,
+    stop_calls_on_timeout: bool = True,
+) -> CampaignResult:
+    """Call every valid contact of a list and report what became of every row.
+
+    Rows are loaded and normalised to E.164; rows that cannot be dialled are
+    reported with their row number and reason, and repeats of a number are dialled
+    once. Calls are placed at `cps` calls per second, held by the Prefect rate limit
+    `retell-cps-<number>`, with at most `max_concurrency` live at once, held by the
+    limit `retell-concurrency`; both are created when missing and can be changed in
+    the Prefect UI. Each call is followed to its final status. The flow publishes a
+    progress artifact while it dials, then a table of results and a summary.
+
+    Args:
+        contacts: Path of a CSV or TSV contact list (from Python, also a list of
+            rows as dicts). Prefer a path: Prefect shows parameters in full.
+        from_number: The account's number to call from, in E.164.
+        credentials: Name of a saved RetellCredentials block; empty reads
+            RETELL_API_KEY and RETELL_BASE_URL.
+        cps: Calls per second, at most what the number's provider allows
+            (Twilio 5, Telnyx 16, custom telephony concurrency / 20).
+        max_concurrency: Calls live at once; empty uses the account's limit.
+        agent_id: Agent for every call of this campaign, overriding the number's
+            outbound agents for these calls only.
+        agent_version: Version of that agent: a number or a tag.
+        outbound_agents: Weighted agents to bind to the number before dialling
+            (weights sum to 1); this changes the number for later calls too.
+        default_region: Country (ISO code) of numbers written without one.
+        phone_column: Column holding the number; found by its name if empty.
+        campaign_id: A stable name for this campaign; the flow run's id if empty.
+        metadata: Metadata added to every call.
+        call_timeout_seconds: Longest time to follow one call before reporting it
+            as timed out.
+        poll_interval_seconds: Pause between two reads of a live call.
+        stop_calls_on_timeout: Stop a call still live when its wait runs out.
+
+    Returns:
+        One `ContactResult` per input row, in input order.
+
+    Raises:
+        RetellConfigurationError: A setting cannot work; raised before any call.
+
+    Example:
+        ```python
+        result = await outbound_campaign(
+            "reminders.csv", from_number="+16505550100", credentials="retell", cps=5
+        )
+        print(result.counts)
+        ```
+    """
+    logger = get_run_logger()
+    started_at = datetime.now(timezone.utc)
+    retell = await resolve_credentials(credentials)
+    contact_list = load_contact_list(contacts, phone_column, default_region)
+    campaign_id = campaign_id or str(flow_run.get_id() or "local")
+    async with shared_client(retell) as client:
+        plan = await _plan_campaign(
+            retell,
+            client,
+            contact_list,
+            from_number=from_number,
+            campaign_id=campaign_id,
+            cps=cps,
+            max_concurrency=max_concurrency,
+            agent_id=agent_id,
+            agent_version=agent_version,
+            outbound_agents=outbound_agents,
+            metadata=metadata or {},
+            call_timeout_seconds=call_timeout_seconds,
+            poll_interval_seconds=poll_interval_seconds,
+            stop_calls_on_timeout=stop_calls_on_timeout,
+        )
+        dialler = _Dialler(retell, client, plan, cps=cps, logger=logger)
+        called = await dialler.run(contact_list)
+    rows = _all_rows(contact_list, called)
+    result = CampaignResult(
+        campaign_id=campaign_id,
+        from_number=from_number,
+        started_at=started_at,
+        finished_at=datetime.now(timezone.utc),
+        rows=rows,
+        warnings=contact_list.warnings + plan.warnings,
+    )
+    await _publish(result)
+    logger.info("Campaign %s done: %s", campaign_id, _counts_text(result.counts))
+    return result
+
+
+async def _plan_campaign(
+    retell: RetellCredentials,
+    client: RetellClient,
+    contact_list: ContactList,
+    *,
+    from_number: str,
+    campaign_id: str,
+    cps: int,
+    max_concurrency: int | None,
+    agent_id: str | None,
+    agent_version: int | str | None,
+    outbound_agents: list[AgentWeight] | None,
+    **settings: Any,
+) -> _Plan:
+    """Check the number, agent, rate and limits; bind agents; create the limits."""
+    logger = get_run_logger()
+    number = await _own_number(client, from_number)
+    account = await client.get_concurrency()
+    ceiling = max_cps(number, account.concurrency_limit)
+    if ceiling is not None and cps > ceiling:
+        raise RetellConfigurationError(
+            f"cps={cps} is above the {ceiling} calls per second that a "
+            f"{number.phone_number_type} number allows; nothing was dialled."
+        )
+    if outbound_agents:
+        number = await bind_agents(retell, from_number, outbound_agents=outbound_agents)
+    warnings = await _check_variables(
+        client, number, agent_id, agent_version, contact_list
+    )
+    for warning in warnings:
+        logger.warning("%s", warning)
+    limit = max_concurrency or account.concurrency_limit or 20
+    await ensure_limit(
+        rate_limit_name(from_number),
+        limit=cps,
+        slot_decay_per_second=float(cps),
+        logger=logger,
+    )
+    await ensure_limit(
+        concurrency_limit_name(), limit=limit, slot_decay_per_second=0.0, logger=logger
+    )
+    return _Plan(
+        campaign_id=campaign_id,
+        from_number=from_number,
+        agent_id=agent_id,
+        agent_version=agent_version,
+        allowed=allowed_countries(number),
+        concurrency_limit=limit,
+        warnings=warnings,
+        **settings,
+    )
+
+
+async def _own_number(client: RetellClient, from_number: str):
+    try:
+        return await client.get_phone_number(from_number)
+    except RetellNotFoundError as exc:
+        raise RetellConfigurationError(
+            f"from_number {mask_phone_number(from_number)} is not a phone number of "
+            "this Retell account; nothing was dialled."
+        ) from exc
+
+
+async def _check_variables(
+    client: RetellClient,
+    number,
+    agent_id: str | None,
+    agent_version: int | str | None,
+    contact_list: ContactList,
+) -> list[str]:
+    """Warn about prompt variables that no column fills.
+
+    Retell leaves an unfilled `{{variable}}` in the prompt as it is, so the agent
+    would read it out. Only Retell LLM agents can be checked this way.
+    """
+    agent_ids = (
+        [agent_id]
+        if agent_id
+        else [entry.agent_id for entry in number.outbound_agents or []]
+    )
+    if not agent_ids:
+        raise RetellConfigurationError(
+            "The from-number has no outbound agent and no agent_id was given; "
+            "bind one with outbound_agents or pass agent_id. Nothing was dialled."
+        )
+    names = set(contact_list.variable_names.values()) | {"extension"}
+    warnings = []
+    for each in agent_ids:
+        try:
+            agent = await client.get_agent(each, agent_version if agent_id else None)
+        except RetellNotFoundError as exc:
+            raise RetellConfigurationError(
+                f"Agent {each!r} does not exist on this account; nothing was dialled."
+            ) from exc
+        engine = agent.response_engine or {}
+        if engine.get("type") != "retell-llm" or not engine.get("llm_id"):
+            continue
+        llm = await client.get_retell_llm(engine["llm_id"])
+        used = set(
+            _VARIABLE.findall(f"{llm.general_prompt or ''} {llm.begin_message or ''}")
+        )
+        missing = sorted(used - names - _SYSTEM_VARIABLES)
+        if missing:
+            warnings.append(
+                f"Agent {each!r} uses prompt variables that no column provides: "
+                f"{', '.join(missing)}; the agent would see them as written."
+            )
+    return warnings
+
+
+class _Dialler:
+    """Places and follows the calls of one campaign."""
+
+    def __init__(
+        self,
+        retell: RetellCredentials,
+        client: RetellClient,
+        plan: _Plan,
+        *,
+        cps: int,
+        logger: Any,
+    ) -> None:
+        self.retell = retell
+        self.client = client
+        self.plan = plan
+        self.logger = logger
+        self.pacer = CallPacer(cps, rate_limit_name(plan.from_number))
+        self.lanes = asyncio.Semaphore(plan.concurrency_limit)
+        self.placed = 0
+        self.finished = 0
+        self.total = 0
+
+    async def run(self, contact_list: ContactList) -> dict[int, ContactResult]:
+        """Dial every contact that may be called; return results by row."""
+        results: dict[int, ContactResult] = {}
+        to_dial = []
+        for contact in contact_list.contacts:
+            problem = destination_problem(contact.to_number, self.plan.allowed)
+            if problem:
+                results[contact.row] = _rejected(contact, problem)
+            else:
+                to_dial.append(contact)
+        self.total = len(to_dial)
+        self.logger.info(
+            "Dialling %d contacts at %d calls per second, at most %d live",
+            self.total,
+            self.pacer.cps,
+            self.plan.concurrency_limit,
+        )
+        progress = _Progress(self)
+        await progress.start()
+        try:
+            finished = await asyncio.gather(*(self._lane(c) for c in to_dial))
+        finally:
+            await progress.stop()
+        results.update({row.row: row for row in finished})
+        return results
+
+    async def _lane(self, contact: Contact) -> ContactResult:
+        async with self.lanes:
+            result = await self._call(contact)
+        self.finished += 1
+        return result
+
+    async def _call(self, contact: Contact) -> ContactResult:
+        attempts: list[CallAttempt] = []
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            outcome = await self._attempt(contact, attempt)
+            if isinstance(outcome, ContactResult):
+                outcome.attempts = attempts + outcome.attempts
+                return outcome
+            attempts.append(CallAttempt.from_call(attempt, outcome))
+            if outcome.disconnection_reason != "concurrency_limit_reached":
+                return _called(contact, outcome, attempts)
+            if attempt < _MAX_ATTEMPTS:
+                await asyncio.sleep(_RETRY_PAUSE_SECONDS * attempt)
+        return _called(contact, outcome, attempts)
+
+    async def _attempt(
+        self, contact: Contact, attempt: int
+    ) -> PhoneCall | ContactResult:
+        """One call, created and followed; a ContactResult when it went wrong."""
+        async with concurrency(
+            concurrency_limit_name(), occupy=1, strict=True, timeout_seconds=3600
+        ):
+            await self.pacer.wait_turn()
+            request = self._request(contact, attempt)
+            call = await self._create(contact, request)
+            if isinstance(call, ContactResult):
+                return call
+            self.placed += 1
+            try:
+                return await wait_for_call(
+                    self.retell,
+                    call.call_id,
+                    timeout_seconds=self.plan.call_timeout_seconds,
+                    poll_interval_seconds=self.plan.poll_interval_seconds,
+                    stop_on_timeout=self.plan.stop_calls_on_timeout,
+                )
+            except RetellCallTimeoutError as exc:
+                return _timed_out(contact, call, attempt, exc)
+
+    async def _create(
+        self, contact: Contact, request: PhoneCallRequest
+    ) -> PhoneCall | ContactResult:
+        try:
+            return await create_call(self.retell, request)
+        except RetellAuthenticationError:
+            raise  # Every other call would fail the same way.
+        except (RetellConnectionError, RetellServerError) as exc:
+            found = await self._find_placed(request)
+            if found is not None:
+                return found
+            return _unplaced(contact, "unknown", f"{exc}; no call was found for it")
+        except RetellRateLimitError as exc:
+            return _unplaced(contact, "failed", f"{exc}; gave up after retries")
+        except RetellAPIError as exc:
+            return _unplaced(contact, "failed", str(exc))
+
+    async def _find_placed(self, request: PhoneCallRequest) -> PhoneCall | None:
+        """Look for a call that a request without an answer may have placed."""
+        key = request.metadata["prefect_retell_idempotency_key"]
+        criteria = {
+            "metadata": [
+                {
+                    "key": "prefect_retell_idempotency_key",
+                    "type": "string",
+                    "op": "eq",
+                    "value": key,
+                }
+            ]
+        }
+        try:
+            page = await self.client.list_calls_page(criteria, limit=1)
+        except RetellAPIError:
+            return None
+        return page.items[0] if page.items else None
+
+    def _request(self, contact: Contact, attempt: int) -> PhoneCallRequest:
+        key = _idempotency_key(self.plan.campaign_id, contact.row, attempt)
+        variables = dict(contact.variables)
+        if contact.extension:
+            variables.setdefault("extension", contact.extension)
+        return PhoneCallRequest(
+            from_number=self.plan.from_number,
+            to_number=contact.to_number,
+            override_agent_id=self.plan.agent_id,
+            override_agent_version=self.plan.agent_version,
+            retell_llm_dynamic_variables=variables or None,
+            metadata={
+                **self.plan.metadata,
+                "prefect_retell_campaign": self.plan.campaign_id,
+                "prefect_retell_row": str(contact.row),
+                "prefect_retell_attempt": str(attempt),
+                "prefect_retell_idempotency_key": key,
+            },
+            idempotency_key=key,
+        )
+
+
+class _Progress:
+    """A progress artifact and a log line that move while calls are placed."""
+
+    def __init__(self, dialler: _Dialler) -> None:
+        self.dialler = dialler
+        self.artifact_id = None
+        self._task: asyncio.Task[None] | None = None
+        self._last = -1.0
+
+    async def start(self) -> None:
+        self.artifact_id = await acreate_progress_artifact(
+            progress=0.0,
+            key="retell-campaign-progress",
+            description="Share of the campaign's calls placed so far.",
+        )
+        self._task = asyncio.create_task(self._tick())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._update(final=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(_PROGRESS_EVERY_SECONDS)
+            await self._update(final=False)
+
+    async def _update(self, *, final: bool) -> None:
+        dialler = self.dialler
+        share = 100.0 if not dialler.total else 100.0 * dialler.placed / dialler.total
+        if share == self._last and not final:
+            return
+        self._last = share
+        if self.artifact_id:
+            await aupdate_progress_artifact(self.artifact_id, progress=share)
+        dialler.logger.info(
+            "Placed %d of %d calls; %d finished",
+            dialler.placed,
+            dialler.total,
+            dialler.finished,
+        )
+
+
+def _idempotency_key(campaign_id: str, row: int, attempt: int) -> str:
+    # The same campaign, row and attempt always give the same key, so that a
+    # resumed or retried run gets the call already placed back from Retell.
+    digest = hashlib.sha256(f"{campaign_id}|{row}|{attempt}".encode()).hexdigest()
+    return f"prefect-retell-{digest[:40]}"
+
+
+def _called(
+    contact: Contact, call: PhoneCall, attempts: list[CallAttempt]
+) -> ContactResult:
+    analysis = call.call_analysis
+    return ContactResult(
+        row=contact.row,
+        outcome="called",
+        to_number=contact.to_number,
+        raw_phone=contact.raw_phone,
+        call_id=call.call_id,
+        call_status=call.call_status,
+        disconnection_reason=call.disconnection_reason,
+        duration_ms=call.duration_ms,
+        cost_cents=call.call_cost.combined_cost if call.call_cost else None,
+        call_successful=analysis.call_successful if analysis else None,
+        attempts=attempts,
+        warnings=list(contact.warnings),
+        variables=dict(contact.variables),
+    )
+
+
+def _timed_out(
+    contact: Contact, call: PhoneCall, attempt: int, exc: RetellCallTimeoutError
+) -> ContactResult:
+    return ContactResult(
+        row=contact.row,
+        outcome="timed_out",
+        to_number=contact.to_number,
+        raw_phone=contact.raw_phone,
+        reason=str(exc),
+        call_id=call.call_id,
+        call_status=exc.last_status,
+        attempts=[
+            CallAttempt(
+                attempt=attempt, call_id=call.call_id, call_status=exc.last_status
+            )
+        ],
+        warnings=list(contact.warnings),
+        variables=dict(contact.variables),
+    )
+
+
+def _unplaced(contact: Contact, outcome: str, reason: str) -> ContactResult:
+    return ContactResult(
+        row=contact.row,
+        outcome=outcome,
+        to_number=contact.to_number,
+        raw_phone=contact.raw_phone,
+        reason=reason,
+        warnings=list(contact.warnings),
+        variables=dict(contact.variables),
+    )
+
+
+def _rejected(contact: Contact, reason: str) -> ContactResult:
+    return ContactResult(
+        row=contact.row,
+        outcome="rejected",
+        to_number=contact.to_number,
+        raw_phone=contact.raw_phone,
+        reason=reason,
+        warnings=list(contact.warnings),
+        variables=dict(contact.variables),
+    )
+
+
+def _all_rows(
+    contact_list: ContactList, called: dict[int, ContactResult]
+) -> list[ContactResult]:
+    rows = dict(called)
+    for bad in contact_list.rejected:
+        rows[bad.row] = ContactResult(
+            row=bad.row,
+            outcome="rejected",
+            raw_phone=bad.raw_phone,
+            reason=bad.reason,
+            variables=dict(bad.variables),
+        )
+    for dup in contact_list.duplicates:
+        rows[dup.row] = ContactResult(
+            row=dup.row,
+            outcome="duplicate",
+            to_number=dup.to_number,
+            raw_phone=dup.raw_phone,
+            duplicate_of=dup.duplicate_of,
+            reason=_duplicate_reason(dup),
+        )
+    return [rows[row] for row in sorted(rows)]
+
+
+def _duplicate_reason(dup) -> str:
+    text = f"same number as row {dup.duplicate_of}, which is dialled instead"
+    if dup.differences:
+        text += "; differing columns: " + ", ".join(sorted(dup.differences))
+    return text
+
+
+async def _publish(result: CampaignResult) -> None:
+    await acreate_table_artifact(
+        key="retell-campaign-results",
+        table=result.table(mask_numbers=True),
+        description=f"One row per contact of campaign {result.campaign_id}.",
+    )
+    await acreate_markdown_artifact(
+        key="retell-campaign-summary",
+        markdown=result.summary_markdown(),
+        description=f"Summary of campaign {result.campaign_id}.",
+    )
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{value} {key}" for key, value in sorted(counts.items()))

@@ -1,0 +1,186 @@
+"""What a campaign hands back: one record per input row, and its summaries."""
+
+from __future__ import annotations
+
+import collections
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from prefect_retell.models import FAILED_DISCONNECTION_REASONS, PhoneCall
+from prefect_retell.privacy import mask_phone_number
+
+__all__ = ["CallAttempt", "CampaignResult", "ContactResult", "RowOutcome"]
+
+RowOutcome = Literal[
+    "called",  # dialled, and the call reached a final status
+    "duplicate",  # the same number as an earlier row, which was dialled instead
+    "rejected",  # not dialled: the row's number or destination is not usable
+    "failed",  # Retell refused to place the call
+    "timed_out",  # dialled, but still live when the wait ended
+    "unknown",  # the request may or may not have placed a call; not dialled again
+]
+
+
+class CallAttempt(BaseModel):
+    """One Retell call placed for a row."""
+
+    attempt: int
+    call_id: str
+    call_status: str | None = None
+    disconnection_reason: str | None = None
+    duration_ms: int | None = None
+    cost_cents: float | None = None
+
+    @classmethod
+    def from_call(cls, attempt: int, call: PhoneCall) -> CallAttempt:
+        """The attempt as the call reports it."""
+        cost = call.call_cost.combined_cost if call.call_cost else None
+        return cls(
+            attempt=attempt,
+            call_id=call.call_id,
+            call_status=call.call_status,
+            disconnection_reason=call.disconnection_reason,
+            duration_ms=call.duration_ms,
+            cost_cents=cost,
+        )
+
+
+class ContactResult(BaseModel):
+    """What became of one row of the contact list.
+
+    `row` counts data rows from 1, the first row after the header. For a row that
+    was dialled, the call fields describe its last attempt.
+    """
+
+    row: int
+    outcome: RowOutcome
+    to_number: str | None = None
+    raw_phone: str = ""
+    reason: str | None = None
+    duplicate_of: int | None = None
+    call_id: str | None = None
+    call_status: str | None = None
+    disconnection_reason: str | None = None
+    duration_ms: int | None = None
+    cost_cents: float | None = None
+    call_successful: bool | None = None
+    attempts: list[CallAttempt] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    variables: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def reached(self) -> bool:
+        """Whether a call connected (ended, not for a failure reason)."""
+        return (
+            self.call_status == "ended"
+            and self.disconnection_reason not in FAILED_DISCONNECTION_REASONS
+        )
+
+    def as_row(self, *, mask_numbers: bool) -> dict[str, Any]:
+        """A flat record for a table or a CSV file, without the variables."""
+        number = self.to_number or self.raw_phone
+        return {
+            "row": self.row,
+            "outcome": self.outcome,
+            "to_number": mask_phone_number(number) if mask_numbers else number,
+            "call_status": self.call_status or "",
+            "disconnection_reason": self.disconnection_reason or "",
+            "duration_seconds": _seconds(self.duration_ms),
+            "attempts": len(self.attempts),
+            "call_id": self.call_id or "",
+            "reason": self.reason or "",
+            "duplicate_of": self.duplicate_of or "",
+            "warnings": "; ".join(self.warnings),
+        }
+
+
+class CampaignResult(BaseModel):
+    """Every row of a campaign, with counts; `rows` is in input order."""
+
+    campaign_id: str
+    from_number: str
+    started_at: datetime
+    finished_at: datetime
+    rows: list[ContactResult]
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows by outcome."""
+        return dict(collections.Counter(row.outcome for row in self.rows))
+
+    @property
+    def dialled(self) -> list[ContactResult]:
+        """The rows for which a call was placed."""
+        return [row for row in self.rows if row.attempts]
+
+    @property
+    def calls_by_status(self) -> dict[str, int]:
+        """Final call status of dialled rows."""
+        return dict(collections.Counter(row.call_status for row in self.dialled))
+
+    @property
+    def calls_by_reason(self) -> dict[str, int]:
+        """Disconnection reason of dialled rows."""
+        return dict(
+            collections.Counter(
+                row.disconnection_reason or "none" for row in self.dialled
+            )
+        )
+
+    @property
+    def total_duration_ms(self) -> int:
+        """Talk time of every attempt."""
+        return sum(
+            attempt.duration_ms or 0 for row in self.rows for attempt in row.attempts
+        )
+
+    @property
+    def total_cost_cents(self) -> float | None:
+        """Cost of every attempt, when Retell reported costs."""
+        costs = [
+            attempt.cost_cents
+            for row in self.rows
+            for attempt in row.attempts
+            if attempt.cost_cents is not None
+        ]
+        return sum(costs) if costs else None
+
+    def table(self, *, mask_numbers: bool = True) -> list[dict[str, Any]]:
+        """One flat record per row, for a table artifact or a file."""
+        return [row.as_row(mask_numbers=mask_numbers) for row in self.rows]
+
+    def summary_markdown(self) -> str:
+        """A short report: counts by outcome, status and reason, time and cost."""
+        seconds = (self.finished_at - self.started_at).total_seconds()
+        lines = [
+            f"# Campaign {self.campaign_id}",
+            "",
+            f"{len(self.rows)} rows from {mask_phone_number(self.from_number)}, "
+            f"{len(self.dialled)} dialled, in {seconds:.1f} s.",
+            "",
+            *_count_table("Outcome", "Rows", self.counts),
+            *_count_table("Call status", "Calls", self.calls_by_status),
+            *_count_table("Disconnection reason", "Calls", self.calls_by_reason),
+            f"Total talk time: {self.total_duration_ms / 1000:.0f} s.",
+        ]
+        cost = self.total_cost_cents
+        lines.append(
+            f"Total cost: ${cost / 100:.2f}." if cost is not None else "Cost: unknown."
+        )
+        if self.warnings:
+            lines += ["", "## Warnings", "", *[f"- {text}" for text in self.warnings]]
+        return "\n".join(lines) + "\n"
+
+
+def _count_table(title: str, unit: str, counts: dict[str, int]) -> list[str]:
+    if not counts:
+        return []
+    rows = [f"| {key} | {value} |" for key, value in sorted(counts.items())]
+    return [f"| {title} | {unit} |", "|---|---:|", *rows, ""]
+
+
+def _seconds(duration_ms: int | None) -> str:
+    return "" if duration_ms is None else f"{duration_ms / 1000:.1f}"
