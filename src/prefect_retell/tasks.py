@@ -36,6 +36,7 @@ __all__ = [
     "create_call",
     "follow_call",
     "get_call",
+    "place_call",
     "shared_client",
     "wait_for_call",
 ]
@@ -184,13 +185,8 @@ async def create_call(
             retell_llm_dynamic_variables={"first_name": "Ada"}))
         ```
     """
-    logger = get_run_logger()
     async with _client_for(retell_credentials) as client:
-        call = await client.create_phone_call(request)
-    logger.info(
-        "Created call %s to %s", call.call_id, mask_phone_number(request.to_number)
-    )
-    return call
+        return await place_call(client, request, get_run_logger())
 
 
 @task(name="get-retell-call", cache_policy=NO_CACHE)
@@ -205,6 +201,17 @@ async def get_call(retell_credentials: RetellCredentials, call_id: str) -> Phone
     """
     async with _client_for(retell_credentials) as client:
         return await client.get_call(call_id)
+
+
+async def place_call(
+    client: RetellClient, request: PhoneCallRequest, logger: Any
+) -> PhoneCall:
+    """Create a call and log its id, with the number masked."""
+    call = await client.create_phone_call(request)
+    logger.info(
+        "Created call %s to %s", call.call_id, mask_phone_number(request.to_number)
+    )
+    return call
 
 
 async def follow_call(
@@ -237,6 +244,7 @@ async def follow_call(
                 logger.warning("Polling call %s failed for now: %s", call_id, exc)
         else:
             if call.is_final:
+                _log_finished(logger, call)
                 return call
             if logger and call.call_status != last_status:
                 logger.debug("Call %s is %s", call_id, call.call_status)
@@ -245,6 +253,17 @@ async def follow_call(
         if remaining <= 0:
             return await _timed_out(client, call_id, last_status, stop_on_timeout)
         await asyncio.sleep(min(poll_interval_seconds, remaining))
+
+
+def _log_finished(logger: Any, call: PhoneCall) -> None:
+    if logger:
+        logger.info(
+            "Call %s finished: %s (%s), %.1f s",
+            call.call_id,
+            call.call_status,
+            call.disconnection_reason or "no reason given",
+            (call.duration_ms or 0) / 1000,
+        )
 
 
 async def _timed_out(
@@ -296,7 +315,7 @@ async def wait_for_call(
     """
     logger = get_run_logger()
     async with _client_for(retell_credentials) as client:
-        call = await follow_call(
+        return await follow_call(
             client,
             call_id,
             timeout_seconds=timeout_seconds,
@@ -304,11 +323,3 @@ async def wait_for_call(
             stop_on_timeout=stop_on_timeout,
             logger=logger,
         )
-    logger.info(
-        "Call %s finished: %s (%s), %.1f s",
-        call_id,
-        call.call_status,
-        call.disconnection_reason or "no reason given",
-        (call.duration_ms or 0) / 1000,
-    )
-    return call

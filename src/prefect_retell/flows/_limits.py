@@ -30,13 +30,14 @@ from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitCreate,
     GlobalConcurrencyLimitUpdate,
 )
-from prefect.concurrency.asyncio import rate_limit
+from prefect.concurrency.asyncio import concurrency, rate_limit
 from prefect.exceptions import ObjectNotFound
 
 from prefect_retell.errors import RetellConfigurationError
 
 __all__ = [
     "CallPacer",
+    "SlotPool",
     "concurrency_limit_name",
     "ensure_limit",
     "rate_limit_name",
@@ -207,3 +208,118 @@ class CallPacer:
         delay = moment - self._clock()
         if delay > 0:
             await self._sleep(delay)
+
+
+class SlotPool:
+    """Holds slots of a Prefect concurrency limit for the calls of one campaign.
+
+    Taking one slot per call costs two server round trips per call, and on a
+    SQLite-backed server those collide with other writes and stall for seconds
+    (measured: 20 simultaneous acquisitions took up to 19 s). The pool takes slots
+    in chunks, each under its own lease that Prefect renews, hands them to calls
+    locally, and gives a chunk back once no call waits for it. The server still
+    holds the total for every flow run that shares the limit.
+
+    Args:
+        limit_name: The Prefect concurrency limit.
+        capacity: The most slots this campaign may hold.
+        chunk: How many slots one acquisition takes.
+        acquire_timeout_seconds: The longest wait for one chunk.
+    """
+
+    def __init__(
+        self,
+        limit_name: str,
+        capacity: int,
+        *,
+        chunk: int,
+        acquire_timeout_seconds: float = 3600.0,
+    ) -> None:
+        self.limit_name = limit_name
+        self.capacity = capacity
+        self.chunk = max(1, min(chunk, capacity))
+        self.acquire_timeout_seconds = acquire_timeout_seconds
+        self.in_use = 0
+        self._leases: list[tuple[tuple[asyncio.Task[None], asyncio.Event], int]] = []
+        self._changed = asyncio.Condition()
+        self._growing = asyncio.Lock()
+        self._waiting = 0
+
+    @property
+    def held(self) -> int:
+        """Slots held from the server now."""
+        return sum(size for _, size in self._leases)
+
+    async def acquire(self) -> None:
+        """Take one slot for a call, acquiring a chunk from the server if needed."""
+        self._waiting += 1
+        try:
+            while not await self._take_local():
+                async with self._growing:
+                    # Another caller may have grown the pool while this one waited.
+                    if self.in_use < self.held or self.held >= self.capacity:
+                        continue
+                    await self._take_chunk()
+                async with self._changed:
+                    self._changed.notify_all()
+        finally:
+            self._waiting -= 1
+
+    async def _take_local(self) -> bool:
+        async with self._changed:
+            while self.in_use >= self.held and self.held >= self.capacity:
+                await self._changed.wait()
+            if self.in_use < self.held:
+                self.in_use += 1
+                return True
+            return False
+
+    async def release(self) -> None:
+        """Give back a call's slot; chunks no call is waiting for go back."""
+        async with self._changed:
+            self.in_use -= 1
+            self._changed.notify()
+        if not self._waiting:
+            async with self._growing:
+                while self._leases and self.held - self._leases[-1][1] >= self.in_use:
+                    await self._give_back(self._leases.pop())
+
+    async def close(self) -> None:
+        """Give every chunk back."""
+        async with self._growing:
+            while self._leases:
+                await self._give_back(self._leases.pop())
+
+    async def _take_chunk(self) -> None:
+        size = min(self.chunk, self.capacity - self.held)
+        acquired: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        release = asyncio.Event()
+        holder = asyncio.create_task(self._hold(size, acquired, release))
+        await acquired
+        self._leases.append(((holder, release), size))
+
+    async def _hold(
+        self, size: int, acquired: asyncio.Future[None], release: asyncio.Event
+    ) -> None:
+        # Prefect's lease keeper must be entered and left in one asyncio task, and
+        # the calls that share a chunk run in many: a task of its own holds it.
+        try:
+            async with concurrency(
+                self.limit_name,
+                occupy=size,
+                timeout_seconds=self.acquire_timeout_seconds,
+                strict=True,
+                raise_on_lease_renewal_failure=False,
+            ):
+                acquired.set_result(None)
+                await release.wait()
+        except BaseException as exc:
+            if acquired.done():
+                raise
+            acquired.set_exception(exc)
+
+    @staticmethod
+    async def _give_back(entry: tuple[tuple[asyncio.Task[None], asyncio.Event], int]):
+        (holder, release), _ = entry
+        release.set()
+        await holder

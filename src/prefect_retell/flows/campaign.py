@@ -19,7 +19,6 @@ from prefect.artifacts import (
     aupdate_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.asyncio import concurrency
 from prefect.runtime import flow_run
 
 from prefect_retell.blocks import RetellCredentials
@@ -39,6 +38,7 @@ from prefect_retell.errors import (
 from prefect_retell.flows._credentials import resolve_credentials
 from prefect_retell.flows._limits import (
     CallPacer,
+    SlotPool,
     concurrency_limit_name,
     ensure_limit,
     rate_limit_name,
@@ -46,7 +46,7 @@ from prefect_retell.flows._limits import (
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
 from prefect_retell.privacy import mask_phone_number
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
-from prefect_retell.tasks import bind_agents, create_call, shared_client, wait_for_call
+from prefect_retell.tasks import bind_agents, follow_call, place_call, shared_client
 
 __all__ = ["outbound_campaign"]
 
@@ -330,7 +330,13 @@ async def _check_variables(
 
 
 class _Dialler:
-    """Places and follows the calls of one campaign."""
+    """Places and follows the calls of one campaign.
+
+    Calls are placed and followed with the client directly, not as one Prefect task
+    run per call: on a SQLite-backed Prefect server (the embedded one among them)
+    the writes of thousands of task runs collide with the limit updates, and each
+    collision stalls dispatch for seconds. Every call is in the results table.
+    """
 
     def __init__(
         self,
@@ -346,7 +352,9 @@ class _Dialler:
         self.plan = plan
         self.logger = logger
         self.pacer = CallPacer(cps, rate_limit_name(plan.from_number))
-        self.lanes = asyncio.Semaphore(plan.concurrency_limit)
+        self.slots = SlotPool(
+            concurrency_limit_name(), plan.concurrency_limit, chunk=max(cps, 5)
+        )
         self.placed = 0
         self.finished = 0
         self.total = 0
@@ -373,13 +381,13 @@ class _Dialler:
         try:
             finished = await asyncio.gather(*(self._lane(c) for c in to_dial))
         finally:
+            await self.slots.close()
             await progress.stop()
         results.update({row.row: row for row in finished})
         return results
 
     async def _lane(self, contact: Contact) -> ContactResult:
-        async with self.lanes:
-            result = await self._call(contact)
+        result = await self._call(contact)
         self.finished += 1
         return result
 
@@ -401,9 +409,8 @@ class _Dialler:
         self, contact: Contact, attempt: int
     ) -> PhoneCall | ContactResult:
         """One call, created and followed; a ContactResult when it went wrong."""
-        async with concurrency(
-            concurrency_limit_name(), occupy=1, strict=True, timeout_seconds=3600
-        ):
+        await self.slots.acquire()
+        try:
             await self.pacer.wait_turn()
             request = self._request(contact, attempt)
             call = await self._create(contact, request)
@@ -411,21 +418,24 @@ class _Dialler:
                 return call
             self.placed += 1
             try:
-                return await wait_for_call(
-                    self.retell,
+                return await follow_call(
+                    self.client,
                     call.call_id,
                     timeout_seconds=self.plan.call_timeout_seconds,
                     poll_interval_seconds=self.plan.poll_interval_seconds,
                     stop_on_timeout=self.plan.stop_calls_on_timeout,
+                    logger=self.logger,
                 )
             except RetellCallTimeoutError as exc:
                 return _timed_out(contact, call, attempt, exc)
+        finally:
+            await self.slots.release()
 
     async def _create(
         self, contact: Contact, request: PhoneCallRequest
     ) -> PhoneCall | ContactResult:
         try:
-            return await create_call(self.retell, request)
+            return await place_call(self.client, request, self.logger)
         except RetellAuthenticationError:
             raise  # Every other call would fail the same way.
         except (RetellConnectionError, RetellServerError) as exc:
