@@ -170,9 +170,23 @@ class CampaignResult(BaseModel):
         lines.append(
             f"Total cost: ${cost / 100:.2f}." if cost is not None else "Cost: unknown."
         )
+        lines += self._not_dialled()
         if self.warnings:
             lines += ["", "## Warnings", "", *[f"- {text}" for text in self.warnings]]
         return "\n".join(lines) + "\n"
+
+    def _not_dialled(self, most: int = 50) -> list[str]:
+        """Rows that got no final call, by row number and reason (no numbers)."""
+        rows = [row for row in self.rows if row.outcome != "called"]
+        if not rows:
+            return []
+        lines = ["", "## Rows without a finished call", ""]
+        lines += [
+            f"- row {row.row}: {row.outcome}, {row.reason}" for row in rows[:most]
+        ]
+        if len(rows) > most:
+            lines.append(f"- and {len(rows) - most} more; see the results table")
+        return lines
 
 
 def _count_table(title: str, unit: str, counts: dict[str, int]) -> list[str]:
