@@ -39,12 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765, help="default: 8765")
-    sandbox.add_argument("--api-key", help="the key it accepts (default: a fixed "
-                         "sandbox key, printed at start)")
-    sandbox.add_argument("--seed", type=int, default=0,
-                         help="chooses each number's call outcome (default: 0)")
-    sandbox.add_argument("--time-scale", type=float, default=None,
-                         help="real seconds per simulated second (default: 0.02)")
+    sandbox.add_argument(
+        "--api-key",
+        help="the key it accepts (default: a fixed sandbox key, printed at start)",
+    )
+    sandbox.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="chooses each number's call outcome (default: 0)",
+    )
+    sandbox.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        help="real seconds per simulated second (default: 0.02)",
+    )
 
     campaign = commands.add_parser(
         "campaign",
@@ -65,27 +75,50 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from-number", required=True,
-                        help="the account's number to call from, E.164")
-    parser.add_argument("--agent-id", help="agent for these calls (default: the "
-                        "number's outbound agents)")
-    parser.add_argument("--cps", type=int, default=1,
-                        help="calls per second (default: 1)")
-    parser.add_argument("--max-concurrency", type=int,
-                        help="calls live at once (default: the account's limit)")
-    parser.add_argument("--default-region", default="US",
-                        help="country of numbers without a country code (default: US)")
-    parser.add_argument("--phone-column", help="column holding the numbers "
-                        "(default: found by name)")
-    parser.add_argument("--credentials", help="name of a saved RetellCredentials "
-                        "block (default: RETELL_API_KEY and RETELL_BASE_URL)")
+    parser.add_argument(
+        "--from-number", required=True, help="the account's number to call from, E.164"
+    )
+    parser.add_argument(
+        "--agent-id",
+        help="agent for these calls (default: the number's outbound agents)",
+    )
+    parser.add_argument(
+        "--cps", type=int, default=1, help="calls per second (default: 1)"
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        help="calls live at once (default: the account's limit)",
+    )
+    parser.add_argument(
+        "--default-region",
+        default="US",
+        help="country of numbers without a country code (default: US)",
+    )
+    parser.add_argument(
+        "--phone-column", help="column holding the numbers (default: found by name)"
+    )
+    parser.add_argument(
+        "--credentials",
+        help="name of a saved RetellCredentials "
+        "block (default: RETELL_API_KEY and RETELL_BASE_URL)",
+    )
     parser.add_argument("--campaign-id", help="a stable name for the campaign")
-    parser.add_argument("--poll-interval-seconds", type=float, default=2.0,
-                        help="pause between two reads of a live call (default: 2)")
-    parser.add_argument("--results", help="write one row per input row to this "
-                        "file, CSV or JSON by its extension")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="run against a sandbox started in this process")
+    parser.add_argument(
+        "--poll-interval-seconds",
+        type=float,
+        default=2.0,
+        help="pause between two reads of a live call (default: 2)",
+    )
+    parser.add_argument(
+        "--results",
+        help="write one row per input row to this file, CSV or JSON by its extension",
+    )
+    parser.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against a sandbox started in this process",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from prefect_retell.sandbox import DEFAULT_SANDBOX_API_KEY, SandboxConfig, run_sandbox
+    from prefect_retell.sandbox import (
+        DEFAULT_SANDBOX_API_KEY,
+        SandboxConfig,
+        run_sandbox,
+    )
 
     settings = {"seed": args.seed, "api_key": args.api_key or DEFAULT_SANDBOX_API_KEY}
     if args.time_scale is not None:
@@ -148,8 +185,9 @@ def _demo(args: argparse.Namespace) -> int:
         return _run(options, None, args.results, sandbox=True)
 
 
-def _run(options: dict, credentials: str | None, results: str | None, *,
-         sandbox: bool) -> int:
+def _run(
+    options: dict, credentials: str | None, results: str | None, *, sandbox: bool
+) -> int:
     from prefect_retell.errors import RetellError
 
     try:
@@ -192,28 +230,9 @@ def _run_on_sandbox(options: dict):
 
 
 def _sandbox_report(stats: dict, from_number: str) -> str:
-    times = sorted(
-        call["created_at"] for call in stats["calls"]
-        if call["from_number"] == from_number
-    )
-    peak = _most_in_one_second(times)
-    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-    limited = stats["rate_limited"]
-    return (
-        f"Sandbox record: {len(times)} calls created, at most {peak} in any "
-        f"one-second window, {rate:.2f} calls/s from first to last; "
-        f"429 answers: {sum(limited.values())} "
-        f"(cps {limited.get('cps', 0)}, concurrency {limited.get('concurrency', 0)})."
-    )
+    from prefect_retell.sandbox.report import creation_report
 
-
-def _most_in_one_second(times: list[float]) -> int:
-    most, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
+    return "Sandbox record: " + creation_report(stats, from_number).describe()
 
 
 def _write_results(result, path: Path) -> None:
@@ -223,8 +242,16 @@ def _write_results(result, path: Path) -> None:
         return
     table = result.table(mask_numbers=False)
     names = sorted({name for row in result.rows for name in row.variables})
-    for record, row in zip(table, result.rows):
-        record.update({name: row.variables.get(name, "") for name in names})
+    for record, row in zip(table, result.rows, strict=True):
+        # A column named like a result field ("reason", say) keeps a prefix.
+        record.update(
+            {
+                (f"column_{name}" if name in record else name): row.variables.get(
+                    name, ""
+                )
+                for name in names
+            }
+        )
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]) if table else [])
         writer.writeheader()
