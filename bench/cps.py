@@ -1,0 +1,91 @@
+"""CPS fidelity: how closely a campaign holds and reaches its calls per second.
+
+Runs `outbound_campaign` on Prefect's embedded server against a sandbox in this
+process, at 1, 5 and 16 calls per second, and prints for each the achieved rate
+over the configured one, the most creations in any one-second window, and the
+429 answers. Run from the repository root:
+
+    .venv/bin/python bench/cps.py [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+from prefect_retell import RetellCredentials, outbound_campaign  # noqa: E402
+from prefect_retell.sandbox import SandboxConfig, serve_sandbox  # noqa: E402
+from prefect_retell.sandbox.report import creation_report  # noqa: E402
+
+FROM_NUMBER = "+16505550101"  # Telnyx in the sandbox: up to 16 CPS
+AREA_CODES = ["415", "212", "312", "206", "617", "213", "305", "404", "503", "702"]
+
+
+def write_contacts(folder: Path, count: int) -> Path:
+    """A list of `count` distinct fictitious US numbers."""
+    path = folder / f"contacts-{count}.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Phone", "First Name"])
+        for index in range(count):
+            area = AREA_CODES[index // 100]
+            writer.writerow([f"({area}) 555-{100 + index % 100:04d}", f"Guest {index}"])
+    return path
+
+
+async def one_run(cps: int, contacts: Path, server) -> tuple[str, float]:
+    server.sandbox.reset()
+    credentials = RetellCredentials(
+        api_key=server.sandbox.config.api_key, base_url=server.base_url
+    )
+    started = time.perf_counter()
+    await outbound_campaign(
+        contacts=str(contacts),
+        from_number=FROM_NUMBER,
+        credentials=credentials,
+        cps=cps,
+        max_concurrency=200,
+        poll_interval_seconds=0.5,
+    )
+    wall = time.perf_counter() - started
+    report = creation_report(server.sandbox.stats(), FROM_NUMBER)
+    row = (
+        f"| {cps:>3} | {report.calls:>5} | {report.mean_rate:6.2f} | "
+        f"{100 * report.mean_rate / cps:6.1f}% | {report.most_in_one_second:>4} | "
+        f"{sum(report.rate_limited.values()):>4} | {wall:6.1f} |"
+    )
+    return row, report.mean_rate / cps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="dispatch time per rate (default: 20)",
+    )
+    parser.add_argument("--rates", default="1,5,16", help="default: 1,5,16")
+    args = parser.parse_args()
+    rates = [int(rate) for rate in args.rates.split(",")]
+    config = SandboxConfig(concurrency_limit=400, time_scale=0.02)
+    print("| CPS | calls | achieved/s | of CPS | most in 1 s | 429s | wall s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as folder, serve_sandbox(config) as server:
+        for cps in rates:
+            count = min(1000, max(10, int(cps * args.seconds)))
+            contacts = write_contacts(Path(folder), count)
+            row, _ = asyncio.run(one_run(cps, contacts, server))
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()
