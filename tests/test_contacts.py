@@ -414,7 +414,8 @@ def test_missing_phone_column_lists_the_columns_found(tmp_path):
         load_contacts(path)
     assert str(caught.value) == (
         "contact file 'contacts.csv' has no phone column; columns found: 'Name', "
-        "'Email'. Name the phone column with phone_column= or rename it to 'Phone'"
+        "'Email'. Name the phone column (phone_column in Python, --phone-column on "
+        "the command line) or rename it to 'Phone'"
     )
 
 
@@ -586,6 +587,22 @@ def test_sample_contacts_file_shows_every_kind_of_row():
     assert [(d.row, d.duplicate_of) for d in result.duplicates] == [(28, 3)]
     assert [r.row for r in result.rejected] == [11, 13, 16]
     assert [c.extension for c in result.contacts if c.extension] == ["23"]
+
+
+def test_a_huge_cell_does_not_stop_the_list(tmp_path):
+    """A 1 MB note in one cell is read; the rows after it still load."""
+    note = "x" * 1_000_000
+    path = write(tmp_path, f"Phone,Note\n415-555-0101,{note}\n415-555-0102,short\n")
+    result = load_contacts(path)
+    assert [c.to_number for c in result.contacts] == ["+14155550101", "+14155550102"]
+
+
+def test_duplicate_rows_keep_their_own_columns(tmp_path):
+    """A duplicate row's own values are kept on it, not dropped."""
+    path = write(tmp_path, "Phone,Date\n415-555-0101,Mon\n(415) 555-0101,Tue\n")
+    (duplicate,) = load_contacts(path).duplicates
+    assert duplicate.variables == {"date": "Tue"}
+    assert duplicate.differences == {"date": ("Mon", "Tue")}
 
 
 def test_ten_thousand_rows_are_all_accounted_for(tmp_path):

@@ -167,6 +167,7 @@ class DuplicateRow(_Frozen):
         duplicate_of: row number of the first row with this number (the one kept).
         differences: variables whose value differs from the kept row, as
             name -> (kept value, this row's value); nothing is merged.
+        variables: this row's own columns, kept so that no value is lost.
     """
 
     row: int
@@ -174,6 +175,7 @@ class DuplicateRow(_Frozen):
     to_number: str
     duplicate_of: int
     differences: dict[str, tuple[str, str]]
+    variables: dict[str, str] = {}
 
 
 class ContactList(_Frozen):
@@ -543,7 +545,7 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> tuple[str, list[st
     if b"\x00" in data:
         raise ContactsError(
             f"contact file '{path}' contains NUL bytes: it is binary, or UTF-16 "
-            "without a byte-order mark; save it as 'CSV UTF-8' or pass encoding="
+            "without a byte-order mark; save it as 'CSV UTF-8' or name its encoding"
         )
     try:
         return data.decode("utf-8"), []
@@ -608,9 +610,16 @@ def _sniff_score(text: str, delimiter: str) -> tuple[bool, int, int]:
     return (header > 1, sum(count == header for count in rows), header)
 
 
+# The csv module refuses cells over 128 KiB by default, which would stop a whole
+# list at one pasted-in note; 16 MiB keeps every real cell readable.
+_FIELD_SIZE_LIMIT = 16 * 1024 * 1024
+
+
 def _csv_records(text: str, delimiter: str, path: Path) -> Iterator[list[str]]:
     if len(delimiter) != 1:
         raise ContactsError(f"delimiter must be one character, not {delimiter!r}")
+    if csv.field_size_limit() < _FIELD_SIZE_LIMIT:
+        csv.field_size_limit(_FIELD_SIZE_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         yield from reader
@@ -737,7 +746,8 @@ def _phone_index(headers: list[str], wanted: str | None, source: str) -> int:
     found = ", ".join(repr(header) for header in headers)
     raise ContactsError(
         f"contact file '{source}' has {missing}; columns found: {found}. Name the "
-        "phone column with phone_column= or rename it to 'Phone'"
+        "phone column (phone_column in Python, --phone-column on the command line) "
+        "or rename it to 'Phone'"
     )
 
 
@@ -919,4 +929,5 @@ def _duplicate(
         to_number=kept.to_number,
         duplicate_of=kept.row,
         differences=differences,
+        variables=dict(variables),
     )

@@ -13,7 +13,9 @@ import re
 __all__ = ["mask_phone_number", "redact_phone_numbers"]
 
 _TRUE = {"1", "true", "yes", "on"}
-_NUMBER = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+# A run of digits (with separators) that stands alone: digits inside an id such as
+# call_0d2f0e55c9962fb909dd64541747 are not a phone number.
+_NUMBER = re.compile(r"(?<![\w+])\+?\d[\d\s().-]{6,}\d(?!\w)")
 
 
 def _show_full_numbers() -> bool:
