@@ -51,3 +51,22 @@ def credentials(sandbox: SandboxServer) -> RetellCredentials:
     return RetellCredentials(
         api_key=sandbox.sandbox.config.api_key, base_url=sandbox.base_url
     )
+
+
+# A key with a recognisable secret part, to look for wherever it must not appear.
+SECRET_API_KEY = "key_fx_SECRET123"
+
+
+@pytest.fixture(scope="session")
+def keyed_sandbox_server() -> Iterator[SandboxServer]:
+    """A second sandbox that accepts only SECRET_API_KEY."""
+    config = SandboxConfig(api_key=SECRET_API_KEY, time_scale=TIME_SCALE)
+    with serve_sandbox(config) as server:
+        yield server
+
+
+@pytest.fixture
+def keyed_sandbox(keyed_sandbox_server: SandboxServer) -> SandboxServer:
+    """The keyed sandbox, with calls, faults, outcomes and stats cleared."""
+    keyed_sandbox_server.sandbox.reset()
+    return keyed_sandbox_server

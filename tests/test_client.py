@@ -324,8 +324,9 @@ async def test_list_calls_pages_through_every_call(client, sandbox):
             to_number=f"+1415555020{index}",
             metadata={"batch": "fx"},
         )
-    criteria = {"metadata": [{"key": "batch", "type": "string", "op": "eq",
-                              "value": "fx"}]}
+    criteria = {
+        "metadata": [{"key": "batch", "type": "string", "op": "eq", "value": "fx"}]
+    }
 
     found = [call async for call in client.iter_calls(criteria, page_size=2)]
 

@@ -19,7 +19,9 @@ RowOutcome = Literal[
     "rejected",  # not dialled: the row's number or destination is not usable
     "failed",  # Retell refused to place the call
     "timed_out",  # dialled, but still live when the wait ended
-    "unknown",  # the request may or may not have placed a call; not dialled again
+    # a call may have been placed, or was placed and could not be followed to its
+    # end; either way not dialled again
+    "unknown",
 ]
 
 
@@ -118,8 +120,12 @@ class CampaignResult(BaseModel):
 
     @property
     def calls_by_status(self) -> dict[str, int]:
-        """Final call status of dialled rows."""
-        return dict(collections.Counter(row.call_status for row in self.dialled))
+        """Final call status of dialled rows; "unknown" where none was read."""
+        # A row timed out before any successful read has no status, and None
+        # cannot be sorted with strings in the summary table.
+        return dict(
+            collections.Counter(row.call_status or "unknown" for row in self.dialled)
+        )
 
     @property
     def calls_by_reason(self) -> dict[str, int]:

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_retell.blocks import RetellCredentials
 from prefect_retell.client import RetellClient
 from prefect_retell.errors import (
+    RetellAPIError,
     RetellCallTimeoutError,
     RetellConfigurationError,
     RetellConnectionError,
@@ -270,8 +271,19 @@ async def _timed_out(
     client: RetellClient, call_id: str, last_status: str | None, stop: bool
 ) -> PhoneCall:
     if stop:
-        await client.stop_call(call_id)
-        call = await client.get_call(call_id)
+        try:
+            await client.stop_call(call_id)
+            call = await client.get_call(call_id)
+        except (RetellAPIError, RetellConnectionError) as exc:
+            # The wait is over either way; a failed stop must not hide the timeout
+            # and the call id behind an unrelated error.
+            raise RetellCallTimeoutError(
+                f"Call {call_id} did not reach a final status in time; last status "
+                f"{last_status}. It was not dialled again, and stopping it failed: "
+                f"{exc}",
+                call_id=call_id,
+                last_status=last_status,
+            ) from exc
         if call.is_final:
             raise RetellCallTimeoutError(
                 f"Call {call_id} did not end in time (last status {last_status}); "

@@ -31,6 +31,7 @@ from prefect_retell.errors import (
     RetellCallTimeoutError,
     RetellConfigurationError,
     RetellConnectionError,
+    RetellError,
     RetellNotFoundError,
     RetellRateLimitError,
     RetellServerError,
@@ -428,6 +429,12 @@ class _Dialler:
                 )
             except RetellCallTimeoutError as exc:
                 return _timed_out(contact, call, attempt, exc)
+            except RetellAuthenticationError:
+                raise  # Every other call would fail the same way.
+            except RetellError as exc:
+                # One call that cannot be followed must not fail the campaign and
+                # lose the record of every call already placed.
+                return _unfollowed(contact, call, attempt, exc)
         finally:
             await self.slots.release()
 
@@ -577,6 +584,25 @@ def _timed_out(
                 attempt=attempt, call_id=call.call_id, call_status=exc.last_status
             )
         ],
+        warnings=list(contact.warnings),
+        variables=dict(contact.variables),
+    )
+
+
+def _unfollowed(
+    contact: Contact, call: PhoneCall, attempt: int, exc: Exception
+) -> ContactResult:
+    return ContactResult(
+        row=contact.row,
+        outcome="unknown",
+        to_number=contact.to_number,
+        raw_phone=contact.raw_phone,
+        reason=(
+            f"call {call.call_id} was placed but could not be followed to its end, "
+            f"and it was not dialled again: {exc}"
+        ),
+        call_id=call.call_id,
+        attempts=[CallAttempt(attempt=attempt, call_id=call.call_id)],
         warnings=list(contact.warnings),
         variables=dict(contact.variables),
     )

@@ -1,0 +1,177 @@
+"""The `prefect-retell` command, run as a subprocess as a user would run it.
+
+Each campaign run starts its own embedded Prefect server (10-15 s), so the three
+runs start together in one module fixture, each with its own PREFECT_HOME, and the
+tests wait for the one they read.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA
+
+CLI = Path(sys.executable).with_name("prefect-retell")
+CRM_EXPORT = DATA / "crm-export.csv"
+TELNYX = "+16505550101"
+
+EXPECTED_OUTCOMES = {
+    **{row: "called" for row in range(1, 42)},
+    9: "rejected",
+    10: "rejected",
+    11: "duplicate",
+    15: "rejected",
+    16: "rejected",
+    17: "rejected",
+}
+
+
+def _environment(home: Path) -> dict[str, str]:
+    """The test process's environment without Prefect or Retell settings."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PREFECT_", "RETELL_"))
+    }
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        DO_NOT_TRACK="1",
+        # Three embedded servers start at once on two cores.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+    )
+    return env
+
+
+@dataclass
+class CliRun:
+    """A `prefect-retell` process started in the background."""
+
+    process: subprocess.Popen
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    _done: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(cls, home: Path, *args: str) -> CliRun:
+        home.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(
+            [str(CLI), *args],
+            env=_environment(home),
+            cwd=home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return cls(process)
+
+    def finish(self) -> CliRun:
+        """Wait for the process once and keep its exit status and output."""
+        if not self._done:
+            self.stdout, self.stderr = self.process.communicate(timeout=300)
+            self.returncode = self.process.returncode
+            self._done = True
+        return self
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """A CSV run, a JSON run and a refused run, started at the same time."""
+    base = tmp_path_factory.mktemp("cli")
+    campaign = ["campaign", str(CRM_EXPORT), "--sandbox", "--from-number", TELNYX]
+    runs = {
+        "csv": CliRun.start(
+            base / "csv", *campaign, "--cps", "5", "--results", str(base / "out.csv")
+        ),
+        "json": CliRun.start(
+            base / "json", *campaign, "--cps", "5", "--results", str(base / "out.json")
+        ),
+        "cps20": CliRun.start(base / "cps20", *campaign, "--cps", "20"),
+    }
+    yield base, runs
+    for run in runs.values():
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+def test_campaign_writes_every_row_to_csv(cli_runs):
+    """`--results out.csv`: exit 0 and 41 rows with the right outcomes."""
+    base, runs = cli_runs
+    run = runs["csv"].finish()
+    assert run.returncode == 0, run.stderr
+
+    with (base / "out.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+
+    assert {int(r["row"]): r["outcome"] for r in rows} == EXPECTED_OUTCOMES
+    assert [int(r["row"]) for r in rows] == list(range(1, 42))
+    assert rows[0]["to_number"] == "+14155550101"
+
+
+def test_campaign_writes_every_row_to_json(cli_runs):
+    """`--results out.json`: exit 0 and 41 records with the right outcomes."""
+    base, runs = cli_runs
+    run = runs["json"].finish()
+    assert run.returncode == 0, run.stderr
+
+    rows = json.loads((base / "out.json").read_text(encoding="utf-8"))
+
+    assert [r["row"] for r in rows] == list(range(1, 42))
+    assert {r["row"]: r["outcome"] for r in rows} == EXPECTED_OUTCOMES
+    assert rows[16]["reason"] == (
+        "destination country GB is not allowed for this from-number "
+        "(allowed: CA, IN, US)"
+    )
+
+
+def test_refused_campaign_exits_1_with_the_reason(cli_runs):
+    """--cps 20 on a Telnyx number (16 at most) exits 1 and says why."""
+    _, runs = cli_runs
+    run = runs["cps20"].finish()
+
+    assert run.returncode == 1
+    assert (
+        "error: cps=20 is above the 16 calls per second that a retell-telnyx "
+        "number allows; nothing was dialled.\n"
+    ) in run.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Prefect's flow engine logs the flow's exception with its traceback "
+    "('Encountered exception during execution') on the console before the CLI "
+    "prints its one-line error; fixing it belongs in cli.py",
+)
+def test_refused_campaign_prints_no_traceback(cli_runs):
+    """The refused run prints its message without a Python traceback."""
+    _, runs = cli_runs
+    run = runs["cps20"].finish()
+
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_missing_contact_file_exits_2(tmp_path):
+    """A contact list that does not exist exits 2 naming the file."""
+    missing = tmp_path / "nowhere.csv"
+
+    run = CliRun.start(
+        tmp_path / "home",
+        "campaign",
+        str(missing),
+        "--sandbox",
+        "--from-number",
+        TELNYX,
+    ).finish()
+
+    assert run.returncode == 2
+    assert run.stderr == f"error: contact list {missing} does not exist\n"

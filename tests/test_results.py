@@ -1,0 +1,59 @@
+"""CampaignResult summaries, built from rows directly (no flow needed)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
+
+START = datetime(2026, 12, 8, 9, 0, tzinfo=timezone.utc)
+
+
+def _result(*rows: ContactResult) -> CampaignResult:
+    return CampaignResult(
+        campaign_id="fx",
+        from_number="+16505550100",
+        started_at=START,
+        finished_at=START,
+        rows=list(rows),
+    )
+
+
+def test_call_without_a_status_is_counted_as_unknown():
+    """A dialled row never read successfully counts under status "unknown"."""
+    row = ContactResult(
+        row=1,
+        outcome="timed_out",
+        to_number="+14155550123",
+        call_id="call_fx_1",
+        attempts=[CallAttempt(attempt=1, call_id="call_fx_1")],
+    )
+
+    assert _result(row).calls_by_status == {"unknown": 1}
+
+
+def test_summary_lists_a_call_without_a_status():
+    """The summary renders a status-less call instead of failing to sort it."""
+    rows = [
+        ContactResult(
+            row=1,
+            outcome="timed_out",
+            to_number="+14155550123",
+            call_id="call_fx_1",
+            attempts=[CallAttempt(attempt=1, call_id="call_fx_1")],
+        ),
+        ContactResult(
+            row=2,
+            outcome="called",
+            to_number="+14155550124",
+            call_id="call_fx_2",
+            call_status="ended",
+            attempts=[CallAttempt(attempt=1, call_id="call_fx_2", call_status="ended")],
+        ),
+    ]
+
+    summary = _result(*rows).summary_markdown()
+
+    assert "| Call status | Calls |\n|---|---:|\n| ended | 1 |\n| unknown | 1 |\n" in (
+        summary
+    )
