@@ -14,6 +14,9 @@ from prefect.exceptions import ObjectNotFound
 
 from prefect_retell import CampaignResult, RetellCredentials, outbound_campaign
 from prefect_retell.sandbox import SandboxServer
+from prefect_retell.sandbox.report import most_in_one_second
+
+__all__ = ["most_in_one_second"]  # re-exported for the tests
 
 TWILIO = "+16505550100"
 TELNYX = "+16505550101"
@@ -95,17 +98,6 @@ async def run_campaign(server: SandboxServer, **parameters: Any) -> CampaignRun:
             for call in stats["calls"]
         },
     )
-
-
-def most_in_one_second(times: Iterable[float]) -> int:
-    """The most moments that fall within any window of one second."""
-    ordered = sorted(times)
-    most, start = 0, 0
-    for end, moment in enumerate(ordered):
-        while moment - ordered[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def gaps(times: Iterable[float]) -> list[float]:

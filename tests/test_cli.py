@@ -146,12 +146,6 @@ def test_refused_campaign_exits_1_with_the_reason(cli_runs):
     ) in run.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Prefect's flow engine logs the flow's exception with its traceback "
-    "('Encountered exception during execution') on the console before the CLI "
-    "prints its one-line error; fixing it belongs in cli.py",
-)
 def test_refused_campaign_prints_no_traceback(cli_runs):
     """The refused run prints its message without a Python traceback."""
     _, runs = cli_runs
@@ -175,3 +169,30 @@ def test_missing_contact_file_exits_2(tmp_path):
 
     assert run.returncode == 2
     assert run.stderr == f"error: contact list {missing} does not exist\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("out.xlsx", "the file must end in .csv or .json"),
+        ("missing-folder/out.csv", "folder {folder} does not exist"),
+    ],
+)
+def test_unusable_results_file_is_refused_before_dialling(tmp_path, name, problem):
+    """A --results path that cannot be written exits 2 before any call."""
+    target = tmp_path / name
+
+    run = CliRun.start(
+        tmp_path / "home",
+        "campaign",
+        str(DATA / "crm-export.csv"),
+        "--sandbox",
+        "--from-number",
+        TELNYX,
+        "--results",
+        str(target),
+    ).finish()
+
+    assert run.returncode == 2
+    detail = problem.format(folder=target.parent)
+    assert run.stderr == f"error: --results {target}: {detail}\n"

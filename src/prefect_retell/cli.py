@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import csv
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,20 @@ def _quiet_prefect_defaults() -> None:
     # network makes that slow and noisy. The user's own settings win.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument(
         "--time-scale",
-        type=float,
+        type=_positive_float,
         default=None,
         help="real seconds per simulated second (default: 0.02)",
     )
@@ -83,11 +98,11 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         help="agent for these calls (default: the number's outbound agents)",
     )
     parser.add_argument(
-        "--cps", type=int, default=1, help="calls per second (default: 1)"
+        "--cps", type=_positive_int, default=1, help="calls per second (default: 1)"
     )
     parser.add_argument(
         "--max-concurrency",
-        type=int,
+        type=_positive_int,
         help="calls live at once (default: the account's limit)",
     )
     parser.add_argument(
@@ -103,12 +118,24 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         help="name of a saved RetellCredentials "
         "block (default: RETELL_API_KEY and RETELL_BASE_URL)",
     )
-    parser.add_argument("--campaign-id", help="a stable name for the campaign")
+    parser.add_argument(
+        "--campaign-id",
+        help="a stable name for the campaign; run again with the same name, a "
+        "campaign does not dial again the calls it placed in the last hour "
+        "(default: a new name each run, so every contact is dialled)",
+    )
     parser.add_argument(
         "--poll-interval-seconds",
-        type=float,
+        type=_positive_float,
         default=2.0,
         help="pause between two reads of a live call (default: 2)",
+    )
+    parser.add_argument(
+        "--call-timeout-seconds",
+        type=_positive_float,
+        default=3600.0,
+        help="longest time to follow one call; a call still live then is stopped "
+        "and reported timed_out (default: 3600)",
     )
     parser.add_argument(
         "--results",
@@ -149,15 +176,39 @@ def _serve(args: argparse.Namespace) -> int:
         if not args.api_key:
             print(f"It accepts the sandbox key {DEFAULT_SANDBOX_API_KEY}", flush=True)
         print(f"  export RETELL_BASE_URL={base_url}", flush=True)
+        if not args.api_key:
+            print(f"  export RETELL_API_KEY={DEFAULT_SANDBOX_API_KEY}", flush=True)
         print("Stats: GET /sandbox/stats. Stop with Ctrl-C.", flush=True)
 
-    run_sandbox(config, host=args.host, port=args.port, on_ready=ready)
+    try:
+        run_sandbox(config, host=args.host, port=args.port, on_ready=ready)
+    except OSError as exc:
+        print(
+            f"error: cannot serve on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _results_problem(results: str | None) -> str | None:
+    """Why the results file could not be written, found before anyone is dialled."""
+    if not results:
+        return None
+    path = Path(results)
+    if path.suffix.lower() not in (".csv", ".json"):
+        return f"--results {results}: the file must end in .csv or .json"
+    if not path.parent.is_dir():
+        return f"--results {results}: folder {path.parent} does not exist"
+    return None
 
 
 def _campaign(args: argparse.Namespace) -> int:
     if not Path(args.contacts).is_file():
         print(f"error: contact list {args.contacts} does not exist", file=sys.stderr)
+        return 2
+    if problem := _results_problem(args.results):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     options = {
         "contacts": str(args.contacts),
@@ -169,11 +220,15 @@ def _campaign(args: argparse.Namespace) -> int:
         "phone_column": args.phone_column,
         "campaign_id": args.campaign_id,
         "poll_interval_seconds": args.poll_interval_seconds,
+        "call_timeout_seconds": args.call_timeout_seconds,
     }
     return _run(options, args.credentials, args.results, sandbox=args.sandbox)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if problem := _results_problem(args.results):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     sample = resources.files("prefect_retell") / "data" / "sample-contacts.csv"
     with resources.as_file(sample) as path:
         options = {
@@ -185,11 +240,31 @@ def _demo(args: argparse.Namespace) -> int:
         return _run(options, None, args.results, sandbox=True)
 
 
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Drop the traceback Prefect logs for an error the user can fix.
+
+    The command prints such an error in one line; a traceback above it hides it.
+    """
+
+    def __init__(self, kinds: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.kinds = kinds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.kinds):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _run(
     options: dict, credentials: str | None, results: str | None, *, sandbox: bool
 ) -> int:
     from prefect_retell.errors import RetellError
 
+    quiet = _UserErrorsWithoutTraceback((RetellError, ValueError))
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(quiet)
     try:
         if sandbox:
             result, stats = _run_on_sandbox(options)

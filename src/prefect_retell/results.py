@@ -82,14 +82,24 @@ class ContactResult(BaseModel):
 
     def as_row(self, *, mask_numbers: bool) -> dict[str, Any]:
         """A flat record for a table or a CSV file, without the variables."""
-        number = self.to_number or self.raw_phone
+
+        def shown(number: str | None) -> str:
+            if not number:
+                return ""
+            return mask_phone_number(number) if mask_numbers else number
+
         return {
             "row": self.row,
             "outcome": self.outcome,
-            "to_number": mask_phone_number(number) if mask_numbers else number,
+            "to_number": shown(self.to_number),
+            "raw_phone": shown(self.raw_phone),
             "call_status": self.call_status or "",
             "disconnection_reason": self.disconnection_reason or "",
             "duration_seconds": _seconds(self.duration_ms),
+            "call_successful": ""
+            if self.call_successful is None
+            else self.call_successful,
+            "cost_cents": "" if self.cost_cents is None else round(self.cost_cents, 2),
             "attempts": len(self.attempts),
             "call_id": self.call_id or "",
             "reason": self.reason or "",
@@ -173,9 +183,10 @@ class CampaignResult(BaseModel):
             f"Total talk time: {self.total_duration_ms / 1000:.0f} s.",
         ]
         cost = self.total_cost_cents
-        lines.append(
-            f"Total cost: ${cost / 100:.2f}." if cost is not None else "Cost: unknown."
-        )
+        if cost is not None:
+            lines.append(f"Total cost: ${cost / 100:.2f}.")
+        elif self.dialled:
+            lines.append("Cost: not reported.")
         lines += self._not_dialled()
         if self.warnings:
             lines += ["", "## Warnings", "", *[f"- {text}" for text in self.warnings]]

@@ -30,6 +30,7 @@ from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitCreate,
     GlobalConcurrencyLimitUpdate,
 )
+from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 from prefect.concurrency.asyncio import concurrency, rate_limit
 from prefect.exceptions import ObjectNotFound
 
@@ -41,6 +42,7 @@ __all__ = [
     "concurrency_limit_name",
     "ensure_limit",
     "rate_limit_name",
+    "read_limit",
 ]
 
 # The creations of one second arrive at Retell a little apart from how they left;
@@ -64,12 +66,17 @@ async def ensure_limit(
     limit: int,
     slot_decay_per_second: float,
     logger: logging.Logger | logging.LoggerAdapter,
-) -> None:
-    """Create a global concurrency limit, or bring an existing one to these values.
+    keep_existing_value: bool = False,
+) -> GlobalConcurrencyLimitResponse:
+    """Create a global concurrency limit, or make an existing one usable.
 
     A missing or inactive limit throttles nothing in Prefect, and a rate limit
     without decay refuses every acquisition, so the limit is read back and
-    checked before any call is placed.
+    checked before any call is placed. An existing limit is set to `limit`,
+    unless `keep_existing_value`, where the value someone chose in the UI stays.
+
+    Returns:
+        The limit as the server holds it afterwards.
 
     Raises:
         RetellConfigurationError: The limit is still unusable after the update.
@@ -93,9 +100,28 @@ async def ensure_limit(
                 slot_decay_per_second,
             )
         else:
-            await _update_limit(client, current, limit, slot_decay_per_second, logger)
+            wanted = current.limit if keep_existing_value else limit
+            await _update_limit(client, current, wanted, slot_decay_per_second, logger)
+            limit = wanted
         confirmed = await client.read_global_concurrency_limit_by_name(name)
     _check_limit(confirmed, limit, slot_decay_per_second)
+    return confirmed
+
+
+async def read_limit(name: str) -> GlobalConcurrencyLimitResponse:
+    """Read a limit as it is now; a user may have changed it in the UI.
+
+    Raises:
+        RetellConfigurationError: The limit was deleted.
+    """
+    async with get_client() as client:
+        try:
+            return await client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound as exc:
+            raise RetellConfigurationError(
+                f"Prefect limit {name!r} was deleted while the campaign ran; "
+                "no further calls are placed."
+            ) from exc
 
 
 async def _update_limit(client, current, limit, decay, logger) -> None:
@@ -165,6 +191,7 @@ class CallPacer:
         self._clock = clock
         self._sleep = sleep
         self._interval = 1.0 / cps
+        self._rate = cps
         self._tokens = 0
         self._refill_not_before = 0.0
         self._recent: collections.deque[float] = collections.deque(maxlen=cps)
@@ -184,24 +211,30 @@ class CallPacer:
             self._tokens = self.cps
             return
         await self._sleep_until(self._refill_not_before)
+        # The limit may have been changed in the UI, or by a campaign started later
+        # on the same number: follow it rather than ask for more than it holds.
+        current = await read_limit(self.limit_name)
+        rate = max(1, min(self.cps, current.limit, int(current.slot_decay_per_second)))
         await rate_limit(
             self.limit_name,
-            occupy=self.cps,
+            occupy=rate,
             timeout_seconds=self.acquire_timeout_seconds,
             strict=True,
         )
         # The server stamped the grant before its answer arrived, so a second
         # from now the bucket is certainly full again and the next request cannot
         # be refused (a refusal would restart the bucket's refill).
-        self._refill_not_before = self._clock() + 1.0
-        self._tokens = self.cps
+        self._refill_not_before = self._clock() + rate / current.slot_decay_per_second
+        self._tokens = rate
+        self._rate = rate
+        self._interval = 1.0 / rate
 
     async def _wait_for_slot(self) -> None:
         earliest = self._clock()
         if self._recent:
             earliest = max(earliest, self._recent[-1] + self._interval)
-        if len(self._recent) == self.cps:
-            earliest = max(earliest, self._recent[0] + _WINDOW_SECONDS)
+        if len(self._recent) >= self._rate:
+            earliest = max(earliest, self._recent[-self._rate] + _WINDOW_SECONDS)
         await self._sleep_until(earliest)
 
     async def _sleep_until(self, moment: float) -> None:

@@ -105,7 +105,7 @@ def load_contact_list(
         contacts, phone_column=phone_column, default_region=default_region
     )
     logger.info(
-        "Loaded %d rows from %s: %d to dial, %d rejected, %d duplicates",
+        "Loaded %d rows from %s: %d to dial, %d rejected, %d duplicate(s)",
         contact_list.total_rows,
         contact_list.source,
         len(contact_list.contacts),
@@ -184,6 +184,7 @@ async def outbound_campaign(
     """
     logger = get_run_logger()
     started_at = datetime.now(timezone.utc)
+    _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
     retell = await resolve_credentials(credentials)
     contact_list = load_contact_list(contacts, phone_column, default_region)
     campaign_id = campaign_id or str(flow_run.get_id() or "local")
@@ -220,6 +221,26 @@ async def outbound_campaign(
     return result
 
 
+def _check_settings(
+    cps: int,
+    max_concurrency: int | None,
+    call_timeout_seconds: float,
+    poll_interval_seconds: float,
+) -> None:
+    """Refuse settings that cannot work before anything, a limit included, changes."""
+    problems = []
+    if cps < 1:
+        problems.append(f"cps must be at least 1, not {cps}")
+    if max_concurrency is not None and max_concurrency < 1:
+        problems.append(f"max_concurrency must be at least 1, not {max_concurrency}")
+    if call_timeout_seconds <= 0:
+        problems.append("call_timeout_seconds must be more than 0")
+    if poll_interval_seconds <= 0:
+        problems.append("poll_interval_seconds must be more than 0")
+    if problems:
+        raise RetellConfigurationError("; ".join(problems) + "; nothing was dialled.")
+
+
 async def _plan_campaign(
     retell: RetellCredentials,
     client: RetellClient,
@@ -251,16 +272,22 @@ async def _plan_campaign(
     )
     for warning in warnings:
         logger.warning("%s", warning)
-    limit = max_concurrency or account.concurrency_limit or 20
     await ensure_limit(
         rate_limit_name(from_number),
         limit=cps,
         slot_decay_per_second=float(cps),
         logger=logger,
     )
-    await ensure_limit(
-        concurrency_limit_name(), limit=limit, slot_decay_per_second=0.0, logger=logger
+    # The shared limit stands for the account's concurrency: created from Retell's
+    # figure, then left as the user sets it. max_concurrency caps this campaign.
+    shared = await ensure_limit(
+        concurrency_limit_name(),
+        limit=account.concurrency_limit or 20,
+        slot_decay_per_second=0.0,
+        logger=logger,
+        keep_existing_value=True,
     )
+    limit = min(max_concurrency or shared.limit, shared.limit)
     return _Plan(
         campaign_id=campaign_id,
         from_number=from_number,
@@ -371,6 +398,12 @@ class _Dialler:
             else:
                 to_dial.append(contact)
         self.total = len(to_dial)
+        if len(results):
+            self.logger.info(
+                "%d contact(s) not dialled: their country may not be called from "
+                "this number",
+                len(results),
+            )
         self.logger.info(
             "Dialling %d contacts at %d calls per second, at most %d live",
             self.total,
@@ -404,7 +437,14 @@ class _Dialler:
                 return _called(contact, outcome, attempts)
             if attempt < _MAX_ATTEMPTS:
                 await asyncio.sleep(_RETRY_PAUSE_SECONDS * attempt)
-        return _called(contact, outcome, attempts)
+        result = _called(contact, outcome, attempts)
+        result.outcome = "failed"
+        result.reason = (
+            f"every one of {_MAX_ATTEMPTS} attempts ended with "
+            "concurrency_limit_reached; raise the account's concurrency or lower "
+            "max_concurrency"
+        )
+        return result
 
     async def _attempt(
         self, contact: Contact, attempt: int
@@ -417,7 +457,8 @@ class _Dialler:
             call = await self._create(contact, request)
             if isinstance(call, ContactResult):
                 return call
-            self.placed += 1
+            if attempt == 1:
+                self.placed += 1
             try:
                 return await follow_call(
                     self.client,
@@ -442,7 +483,8 @@ class _Dialler:
         self, contact: Contact, request: PhoneCallRequest
     ) -> PhoneCall | ContactResult:
         try:
-            return await place_call(self.client, request, self.logger)
+            call = await place_call(self.client, request, self.logger)
+            return self._check_replay(contact, request, call)
         except RetellAuthenticationError:
             raise  # Every other call would fail the same way.
         except (RetellConnectionError, RetellServerError) as exc:
@@ -454,6 +496,20 @@ class _Dialler:
             return _unplaced(contact, "failed", f"{exc}; gave up after retries")
         except RetellAPIError as exc:
             return _unplaced(contact, "failed", str(exc))
+
+    @staticmethod
+    def _check_replay(
+        contact: Contact, request: PhoneCallRequest, call: PhoneCall
+    ) -> PhoneCall | ContactResult:
+        """Refuse a call that Retell returned for another number under this key."""
+        if call.to_number in (None, request.to_number):
+            return call
+        return _unplaced(
+            contact,
+            "failed",
+            f"Retell returned call {call.call_id}, placed to another number, for "
+            "this call's idempotency key; it was not dialled. Use a new campaign_id.",
+        )
 
     async def _find_placed(self, request: PhoneCallRequest) -> PhoneCall | None:
         """Look for a call that a request without an answer may have placed."""
@@ -475,7 +531,9 @@ class _Dialler:
         return page.items[0] if page.items else None
 
     def _request(self, contact: Contact, attempt: int) -> PhoneCallRequest:
-        key = _idempotency_key(self.plan.campaign_id, contact.row, attempt)
+        key = _idempotency_key(
+            self.plan.campaign_id, self.plan.from_number, contact.to_number, attempt
+        )
         variables = dict(contact.variables)
         if contact.extension:
             variables.setdefault("extension", contact.extension)
@@ -540,10 +598,15 @@ class _Progress:
         )
 
 
-def _idempotency_key(campaign_id: str, row: int, attempt: int) -> str:
-    # The same campaign, row and attempt always give the same key, so that a
-    # resumed or retried run gets the call already placed back from Retell.
-    digest = hashlib.sha256(f"{campaign_id}|{row}|{attempt}".encode()).hexdigest()
+def _idempotency_key(
+    campaign_id: str, from_number: str, to_number: str, attempt: int
+) -> str:
+    # The same campaign, numbers and attempt always give the same key, so that a
+    # resumed or retried run gets the call already placed back from Retell. The
+    # destination is part of it, not the row: a list edited between two runs
+    # shifts rows, and must neither skip a new contact nor dial an old one again.
+    text = f"{campaign_id}|{from_number}|{to_number}|{attempt}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"prefect-retell-{digest[:40]}"
 
 
@@ -652,6 +715,7 @@ def _all_rows(
             raw_phone=dup.raw_phone,
             duplicate_of=dup.duplicate_of,
             reason=_duplicate_reason(dup),
+            variables=dict(dup.variables),
         )
     return [rows[row] for row in sorted(rows)]
 
