@@ -57,3 +57,20 @@ def test_summary_lists_a_call_without_a_status():
     assert "| Call status | Calls |\n|---|---:|\n| ended | 1 |\n| unknown | 1 |\n" in (
         summary
     )
+
+
+def test_artifact_table_masks_numbers_even_when_logs_show_them(monkeypatch):
+    """Full numbers turned on for log lines still never reach the stored table."""
+    monkeypatch.setenv("PREFECT_RETELL_LOG_FULL_NUMBERS", "true")
+    row = ContactResult(
+        row=1,
+        outcome="rejected",
+        to_number="+14155550123",
+        raw_phone="(415) 555-0123",
+        reason="fx",
+    )
+
+    (record,) = _result(row).table(mask_numbers=True)
+
+    assert (record["to_number"], record["raw_phone"]) == ("+*******0123", "******0123")
+    assert "+16505550100" not in _result(row).summary_markdown()

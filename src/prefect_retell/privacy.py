@@ -22,8 +22,13 @@ def _show_full_numbers() -> bool:
     return os.environ.get("PREFECT_RETELL_LOG_FULL_NUMBERS", "").lower() in _TRUE
 
 
-def mask_phone_number(number: str | None) -> str:
+def mask_phone_number(number: str | None, *, always: bool = False) -> str:
     """Mask all but the last four digits of a phone number.
+
+    Args:
+        number: The number, in any form.
+        always: Mask even when full numbers are turned on for log lines; for
+            artifacts, which Prefect stores and shows.
 
     Example:
         >>> mask_phone_number("+14155550123")
@@ -31,7 +36,7 @@ def mask_phone_number(number: str | None) -> str:
     """
     if not number:
         return "<none>"
-    if _show_full_numbers():
+    if _show_full_numbers() and not always:
         return number
     digits = [ch for ch in number if ch.isdigit()]
     hidden = max(len(digits) - 4, 0)

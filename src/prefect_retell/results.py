@@ -86,7 +86,7 @@ class ContactResult(BaseModel):
         def shown(number: str | None) -> str:
             if not number:
                 return ""
-            return mask_phone_number(number) if mask_numbers else number
+            return mask_phone_number(number, always=True) if mask_numbers else number
 
         return {
             "row": self.row,
@@ -174,7 +174,8 @@ class CampaignResult(BaseModel):
         lines = [
             f"# Campaign {self.campaign_id}",
             "",
-            f"{len(self.rows)} rows from {mask_phone_number(self.from_number)}, "
+            f"{len(self.rows)} rows from "
+            f"{mask_phone_number(self.from_number, always=True)}, "
             f"{len(self.dialled)} dialled, in {seconds:.1f} s.",
             "",
             *_count_table("Outcome", "Rows", self.counts),
