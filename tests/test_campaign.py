@@ -236,6 +236,7 @@ def test_call_metadata_names_campaign_row_and_attempt(f09_run):
         "prefect_retell_row": "1",
         "prefect_retell_attempt": "1",
         "prefect_retell_idempotency_key": f09_run.stats["calls"][0]["idempotency_key"],
+        "prefect_flow_run_id": str(f09_run.flow_run_id),
     }
 
 

@@ -342,6 +342,9 @@ class SlotPool:
                 occupy=size,
                 timeout_seconds=self.acquire_timeout_seconds,
                 strict=True,
+                # Prefect's shortest lease: a crashed campaign's slots come back
+                # after a minute rather than five.
+                lease_duration=60,
                 raise_on_lease_renewal_failure=False,
             ):
                 acquired.set_result(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -187,7 +188,10 @@ async def outbound_campaign(
     _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
     retell = await resolve_credentials(credentials)
     contact_list = load_contact_list(contacts, phone_column, default_region)
-    campaign_id = campaign_id or str(flow_run.get_id() or "local")
+    campaign_id = campaign_id or _derived_campaign_id(
+        contacts, from_number, agent_id, agent_version
+    )
+    logger.info("Campaign id: %s", campaign_id)
     async with shared_client(retell) as client:
         plan = await _plan_campaign(
             retell,
@@ -219,6 +223,29 @@ async def outbound_campaign(
     await _publish(result)
     logger.info("Campaign %s done: %s", campaign_id, _counts_text(result.counts))
     return result
+
+
+def _derived_campaign_id(
+    contacts: str | os.PathLike[str] | Sequence[dict[str, Any]],
+    from_number: str,
+    agent_id: str | None,
+    agent_version: int | str | None,
+) -> str:
+    """A campaign's identity from what it dials: the list's content and the caller.
+
+    The same list from the same number is the same campaign, so running it again
+    after a crash resumes it instead of dialling everyone a second time. To call
+    the same list again on purpose, give the run a new campaign_id.
+    """
+    digest = hashlib.sha256()
+    if isinstance(contacts, (str, os.PathLike)):
+        with open(contacts, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(json.dumps(list(contacts), sort_keys=True, default=str).encode())
+    digest.update(f"|{from_number}|{agent_id}|{agent_version}".encode())
+    return f"campaign-{digest.hexdigest()[:16]}"
 
 
 def _check_settings(
@@ -410,6 +437,7 @@ class _Dialler:
             self.pacer.cps,
             self.plan.concurrency_limit,
         )
+        self.previous = await self._previous_calls()
         progress = _Progress(self)
         await progress.start()
         try:
@@ -425,10 +453,45 @@ class _Dialler:
         self.finished += 1
         return result
 
+    async def _previous_calls(self) -> dict[str, list[PhoneCall]]:
+        """Calls an earlier run of this campaign placed, by destination.
+
+        Retell keeps an idempotency key for an hour only; calls are also found by
+        the campaign named in their metadata, however old they are.
+        """
+        criteria = {
+            "metadata": [
+                {
+                    "key": "prefect_retell_campaign",
+                    "type": "string",
+                    "op": "eq",
+                    "value": self.plan.campaign_id,
+                }
+            ]
+        }
+        found: dict[str, list[PhoneCall]] = {}
+        async for call in self.client.iter_calls(criteria, page_size=1000):
+            if call.from_number == self.plan.from_number and call.to_number:
+                found.setdefault(call.to_number, []).append(call)
+        for calls in found.values():
+            calls.sort(key=_attempt_number)
+        if found:
+            self.logger.info(
+                "Resuming campaign %s: %d contact(s) already have calls from earlier "
+                "runs; they are followed, not dialled again",
+                self.plan.campaign_id,
+                len(found),
+            )
+        return found
+
     async def _call(self, contact: Contact) -> ContactResult:
         attempts: list[CallAttempt] = []
+        earlier = self.previous.get(contact.to_number, [])
         for attempt in range(1, _MAX_ATTEMPTS + 1):
-            outcome = await self._attempt(contact, attempt)
+            if attempt <= len(earlier):
+                outcome = await self._resume(contact, earlier[attempt - 1], attempt)
+            else:
+                outcome = await self._attempt(contact, attempt)
             if isinstance(outcome, ContactResult):
                 outcome.attempts = attempts + outcome.attempts
                 return outcome
@@ -446,6 +509,20 @@ class _Dialler:
         )
         return result
 
+    async def _resume(
+        self, contact: Contact, call: PhoneCall, attempt: int
+    ) -> PhoneCall | ContactResult:
+        """Take up a call an earlier run placed: its result, or follow it to its end."""
+        if attempt == 1:
+            self.placed += 1
+        if call.is_final:
+            return call
+        await self.slots.acquire()
+        try:
+            return await self._follow(contact, call, attempt)
+        finally:
+            await self.slots.release()
+
     async def _attempt(
         self, contact: Contact, attempt: int
     ) -> PhoneCall | ContactResult:
@@ -459,25 +536,30 @@ class _Dialler:
                 return call
             if attempt == 1:
                 self.placed += 1
-            try:
-                return await follow_call(
-                    self.client,
-                    call.call_id,
-                    timeout_seconds=self.plan.call_timeout_seconds,
-                    poll_interval_seconds=self.plan.poll_interval_seconds,
-                    stop_on_timeout=self.plan.stop_calls_on_timeout,
-                    logger=self.logger,
-                )
-            except RetellCallTimeoutError as exc:
-                return _timed_out(contact, call, attempt, exc)
-            except RetellAuthenticationError:
-                raise  # Every other call would fail the same way.
-            except RetellError as exc:
-                # One call that cannot be followed must not fail the campaign and
-                # lose the record of every call already placed.
-                return _unfollowed(contact, call, attempt, exc)
+            return await self._follow(contact, call, attempt)
         finally:
             await self.slots.release()
+
+    async def _follow(
+        self, contact: Contact, call: PhoneCall, attempt: int
+    ) -> PhoneCall | ContactResult:
+        try:
+            return await follow_call(
+                self.client,
+                call.call_id,
+                timeout_seconds=self.plan.call_timeout_seconds,
+                poll_interval_seconds=self.plan.poll_interval_seconds,
+                stop_on_timeout=self.plan.stop_calls_on_timeout,
+                logger=self.logger,
+            )
+        except RetellCallTimeoutError as exc:
+            return _timed_out(contact, call, attempt, exc)
+        except RetellAuthenticationError:
+            raise  # Every other call would fail the same way.
+        except RetellError as exc:
+            # One call that cannot be followed must not fail the campaign and
+            # lose the record of every call already placed.
+            return _unfollowed(contact, call, attempt, exc)
 
     async def _create(
         self, contact: Contact, request: PhoneCallRequest
@@ -549,6 +631,7 @@ class _Dialler:
                 "prefect_retell_row": str(contact.row),
                 "prefect_retell_attempt": str(attempt),
                 "prefect_retell_idempotency_key": key,
+                "prefect_flow_run_id": str(flow_run.get_id() or ""),
             },
             idempotency_key=key,
         )
@@ -596,6 +679,13 @@ class _Progress:
             dialler.total,
             dialler.finished,
         )
+
+
+def _attempt_number(call: PhoneCall) -> int:
+    try:
+        return int((call.metadata or {}).get("prefect_retell_attempt", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _idempotency_key(
