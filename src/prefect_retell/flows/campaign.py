@@ -186,6 +186,7 @@ async def outbound_campaign(
     logger = get_run_logger()
     started_at = datetime.now(timezone.utc)
     _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
+    _check_metadata(metadata)
     retell = await resolve_credentials(credentials)
     contact_list = load_contact_list(contacts, phone_column, default_region)
     campaign_id = campaign_id or _derived_campaign_id(
@@ -246,6 +247,30 @@ def _derived_campaign_id(
         digest.update(json.dumps(list(contacts), sort_keys=True, default=str).encode())
     digest.update(f"|{from_number}|{agent_id}|{agent_version}".encode())
     return f"campaign-{digest.hexdigest()[:16]}"
+
+
+# Retell documents 50 kB of metadata per call; the campaign adds its own keys.
+_METADATA_LIMIT_BYTES = 50_000
+_OWN_METADATA_BYTES = 400
+
+
+def _check_metadata(metadata: dict[str, Any] | None) -> None:
+    """Refuse metadata that would make Retell refuse every call."""
+    if not metadata:
+        return
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise RetellConfigurationError(
+            f"metadata cannot be sent as JSON: {exc}; nothing was dialled."
+        ) from exc
+    room = _METADATA_LIMIT_BYTES - _OWN_METADATA_BYTES
+    if size > room:
+        raise RetellConfigurationError(
+            f"metadata is {size} bytes as JSON, over the {room} bytes left of "
+            f"Retell's {_METADATA_LIMIT_BYTES}-byte limit per call; nothing was "
+            "dialled."
+        )
 
 
 def _check_settings(
