@@ -120,9 +120,10 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--campaign-id",
-        help="a stable name for the campaign; run again with the same name, a "
-        "campaign does not dial again the calls it placed in the last hour "
-        "(default: a new name each run, so every contact is dialled)",
+        help="a stable name for the campaign; run again under the same name, it "
+        "resumes: calls already placed are followed, never dialled again "
+        "(default: a name derived from the list's content, the from-number and "
+        "the agent; give a new name to call the same list again)",
     )
     parser.add_argument(
         "--poll-interval-seconds",

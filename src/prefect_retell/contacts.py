@@ -12,7 +12,8 @@ never stops the others.
     └── duplicates  a number already seen in an earlier row: not dialled again
 
 Only a problem with the file as a whole (missing, empty, header only, undecodable,
-no phone column) raises `ContactsError`.
+no phone column) raises `ContactsError`. docs/bad-input.md lists every kind of bad
+input and what the user sees.
 
 Numbers are checked with `phonenumbers.is_valid_number` and written with
 `phonenumbers.format_number(..., E164)`; nothing here builds E.164 by joining strings,
@@ -32,10 +33,12 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import math
+import numbers
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
@@ -108,6 +111,16 @@ _EXTENSION = re.compile(
     re.IGNORECASE,
 )
 _TRAILING_NOTE = re.compile(r"\s*[(\[]([^()\[\]]*)[)\]]\s*$")
+# Excel's way to keep a number as text: ="+14155550123" or ="0415...".
+_TEXT_FORMULA = re.compile(r'=\s*"([^"]*)"')
+# Any other formula: =A1*2, =HYPERLINK(...), @cmd, +SUM(...), -A1. A '+' or '-'
+# before digits, a space or a bracket ("+(44) 20 ...") starts a number, not this.
+_FORMULA = re.compile(r"[=@]|[+-]\s*[^\W\d_]")
+# What a formula that failed shows; #N/A is a placeholder for "no number".
+_SPREADSHEET_ERRORS = frozenset(
+    {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#SPILL!"}
+    | {"#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!"}
+)
 _PUNCTUATION = frozenset("+-./()\u2010\u2011\u2012\u2013\u2014\u2212")
 # Longer international numbers do not exist (E.164 allows 15 digits).
 _MAX_EXPANDED_DIGITS = 17
@@ -117,7 +130,8 @@ class ContactsError(ValueError):
     """A contact list that cannot be read at all.
 
     The message names the file and what is wrong with it: it does not exist, is
-    empty, has a header but no data rows, cannot be decoded, or has no phone column
+    empty, has a header but no data rows, cannot be decoded (it is in neither
+    UTF-8 nor Windows-1252 and no encoding was given), or has no phone column
     (the columns found are listed). Problems with single rows never raise; they
     end up in `ContactList.rejected`.
     """
@@ -282,12 +296,15 @@ def normalize_phone(raw: str, default_region: str = "US") -> NormalizedPhone:
     Handled: `tel:` URIs; extensions (`x204`, `ext. 12`, `;ext=7`, `#9`), which are
     split off and returned, never appended; a trailing note in brackets such as
     `(cell)`, which is dropped with a warning; a `.0` left by a float; full-precision
-    scientific notation, expanded exactly with a warning; international prefixes
-    (`00`, `011`) as `phonenumbers` reads them for `default_region`.
+    scientific notation, expanded exactly with a warning; Excel's text-forcing
+    formula `="+14155550123"`, whose value is read with a warning; international
+    prefixes (`00`, `011`) as `phonenumbers` reads them for `default_region`.
 
-    Rejected: empty cells and placeholders (N/A, none, null, -); letters anywhere
-    else (never turned into keypad digits); scientific notation that lost digits;
-    anything `phonenumbers.is_valid_number` does not accept.
+    Rejected: empty cells and placeholders (N/A, none, null, -); any other
+    spreadsheet formula (`=A1*2`, `+SUM(A1)`, `@cmd`; a `+` before digits is a
+    number) and error values such as `#REF!`; letters anywhere else (never turned
+    into keypad digits); scientific notation that lost digits; anything
+    `phonenumbers.is_valid_number` does not accept.
 
     Args:
         raw: the cell as read.
@@ -324,6 +341,13 @@ def _normalize(raw: str, region: str) -> NormalizedPhone:
     text = raw.strip()
     if text.casefold() in _PLACEHOLDERS:
         return _rejected(_NO_NUMBER)
+    if _FORMULA.match(text):
+        return _normalize_formula(text, region)
+    if text.upper() in _SPREADSHEET_ERRORS:
+        return _rejected(
+            f"the spreadsheet error {text.upper()}, not a number; correct the "
+            "formula in the sheet"
+        )
     if text[:4].casefold() == "tel:":
         return _normalize_tel_uri(text[4:], region)
     if _SCIENTIFIC.fullmatch(text):
@@ -331,7 +355,7 @@ def _normalize(raw: str, region: str) -> NormalizedPhone:
 
     if tail := _FLOAT_TAIL.fullmatch(text):
         warning = f"{tail.group(2)!r} dropped from a number that went through a float"
-        return _dial_numeric(tail.group(1), region, warning)
+        return _dial_numeric(tail.group(1), region, [warning])
     text, extension, notes = _split_suffixes(text)
     warnings = [f"note {note!r} removed from the number" for note in notes]
     return _dial(text, region, extension, warnings)
@@ -339,6 +363,25 @@ def _normalize(raw: str, region: str) -> NormalizedPhone:
 
 def _rejected(reason: str) -> NormalizedPhone:
     return NormalizedPhone(None, None, reason, [])
+
+
+def _normalize_formula(text: str, region: str) -> NormalizedPhone:
+    """Read the value inside Excel's text-forcing ="..."; refuse any other formula.
+
+    A CSV holds what a formula showed only if the sheet was saved with values;
+    from a formula itself the number cannot be known, so nothing is computed.
+    """
+    forced = _TEXT_FORMULA.fullmatch(text)
+    if forced is None:
+        return _rejected(
+            "a spreadsheet formula, not a number; save the sheet with its values "
+            "rather than its formulas"
+        )
+    result = _normalize(forced.group(1), region)
+    if result.e164 is None:
+        return result
+    warning = 'read the value inside the spreadsheet formula ="..."'
+    return result._replace(warnings=[warning, *result.warnings])
 
 
 def _normalize_tel_uri(rest: str, region: str) -> NormalizedPhone:
@@ -373,24 +416,24 @@ def _normalize_scientific(text: str, region: str) -> NormalizedPhone:
     if point <= 0 or digits[point:].strip("0"):
         return _rejected("scientific notation with a fraction is not a phone number")
     warning = "expanded from scientific notation, all digits present"
-    return _dial_numeric(digits[:point].lstrip("0"), region, warning)
+    return _dial_numeric(digits[:point].lstrip("0"), region, [warning])
 
 
-def _dial_numeric(digits: str, region: str, warning: str) -> NormalizedPhone:
+def _dial_numeric(digits: str, region: str, warnings: list[str]) -> NormalizedPhone:
     """Dial digits that went through a spreadsheet number, which drops a '+'.
 
     Read for the default region first. Only if that is not a valid number is the
     '+' a number cell cannot hold put back (DE "14155550142.0" is +1 415...);
     phonenumbers still decides whether that is valid, and a warning says so.
     """
-    result = _dial(digits, region, None, [warning])
+    result = _dial(digits, region, None, warnings)
     if result.e164 or digits.startswith("+"):
         return result
-    international = _dial(f"+{digits}", region, None, [warning])
+    international = _dial(f"+{digits}", region, None, warnings)
     if international.e164 is None:
         return result
     restored = "read as an international number: a number cell drops the leading '+'"
-    return international._replace(warnings=[warning, restored])
+    return international._replace(warnings=[*warnings, restored])
 
 
 def _split_suffixes(text: str) -> tuple[str, str | None, list[str]]:
@@ -494,21 +537,25 @@ class _Table(NamedTuple):
     source: str
     headers: list[str]
     # (row number, cells); a blank line comes as [] and still takes a row number.
-    rows: Iterable[tuple[int, list[str]]]
+    # Cells read from a file are strings; cells of mappings are the values given.
+    rows: Iterable[tuple[int, Sequence[object]]]
     warnings: list[str]
+    # The file's field separator; None for mappings.
+    delimiter: str | None = None
 
 
 def _read_file(path: Path, encoding: str | None, delimiter: str | None) -> _Table:
     data = _read_bytes(path)
     text, warnings = _decode(data, path, encoding)
     if not text.strip():
-        raise ContactsError(f"contact file '{path}' is empty")
+        blank = ": it holds only blank lines and spaces" if text else ""
+        raise ContactsError(f"contact file '{path}' is empty{blank}")
     delimiter = delimiter or _delimiter_for(path, text)
     records = _csv_records(text, delimiter, path)
     header = _first_record(records)
     if header is None:
         raise ContactsError(f"contact file '{path}' is empty")
-    return _Table(path.name, header, _numbered(records), warnings)
+    return _Table(path.name, header, _numbered(records), warnings, delimiter)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -549,30 +596,39 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> tuple[str, list[st
         )
     try:
         return data.decode("utf-8"), []
-    except UnicodeDecodeError:
-        pass
-    # cp1252 leaves five bytes undefined; latin-1 decodes anything.
-    guess = "cp1252" if _decodes(data, "cp1252") else "latin-1"
-    warning = (
-        f"{path.name} is not UTF-8; read it as {guess}, the usual Windows "
-        "spreadsheet encoding; check that accented letters look right"
-    )
-    return data.decode(guess), [warning]
-
-
-def _decodes(data: bytes, encoding: str) -> bool:
+    except UnicodeDecodeError as exc:
+        not_utf8 = _where(data, exc.start)
     try:
-        data.decode(encoding)
-    except UnicodeDecodeError:
-        return False
-    return True
+        text = data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        # cp1252 leaves five bytes undefined, so the file is in some third
+        # encoding; any further guess would send garbled names to the agent.
+        raise ContactsError(
+            f"contact file '{path}' is neither UTF-8 nor Windows-1252: "
+            f"{_where(data, exc.start)} means nothing in either; save it as "
+            "'CSV UTF-8', or name its encoding (encoding= in Python)"
+        ) from exc
+    warning = (
+        f"{path.name} is not UTF-8 ({not_utf8}); read it as cp1252, the usual "
+        "Windows spreadsheet encoding; check that accented letters look right"
+    )
+    return text, [warning]
+
+
+def _where(data: bytes, offset: int) -> str:
+    """Name a byte and its line, for a message about an encoding."""
+    line = data[:offset].count(b"\n") + 1
+    return f"byte 0x{data[offset]:02X} on line {line}"
 
 
 def _decode_as(data: bytes, path: Path, encoding: str) -> str:
     try:
         return data.decode(encoding)
     except LookupError as exc:
-        raise ContactsError(f"encoding {encoding!r} is unknown to Python") from exc
+        raise ContactsError(
+            f"contact file '{path}' cannot be read: encoding {encoding!r} is unknown "
+            "to Python; use a codec name such as 'utf-8', 'cp1252' or 'utf-16'"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ContactsError(
             f"contact file '{path}' cannot be decoded as {encoding}: {exc.reason} "
@@ -649,15 +705,13 @@ def _read_mappings(rows: Iterable[Mapping[object, object]]) -> _Table:
                 "mapping of column name to value"
             )
     headers = list(dict.fromkeys(str(key) for row in rows for key in row))
+    # Values stay as given: the builder turns them into text and says where it
+    # converted a number, and it reads a number in the phone column as one.
     records = (
-        [_cell_text(row.get(key)) for key in headers]
+        [row.get(key) for key in headers]
         for row in ({str(k): v for k, v in row.items()} for row in rows)
     )
     return _Table(LIST_SOURCE, headers, _numbered(records), [])
-
-
-def _cell_text(value: object) -> str:
-    return "" if value is None else str(value)
 
 
 # --- Building the contact list ----------------------------------------------------
@@ -680,7 +734,16 @@ def load_contacts(
     "column_N"; values beyond the header's width are kept as "extra_1", ... with
     a file-level warning; missing trailing cells are "". Rows are numbered from 1,
     the first row after the header. The first row with a number is called; later
-    rows with the same E.164 number are reported as duplicates.
+    rows with the same E.164 number are reported as duplicates. A row that is
+    short because it uses another delimiter than the header is rejected saying so.
+
+    Values of mappings that are not strings are converted with `str()` (Retell's
+    dynamic variables are strings), and a file-level warning names each column
+    and the rows where that happened, without the values; None and NaN are
+    missing values and become "" silently. In the phone column an int is read
+    like a spreadsheet's number cell (a dropped '+' may be restored, with a
+    warning), a whole float like its ".0" text, and a bool, a negative number or
+    a fraction is rejected.
 
     Args:
         source: a path to a CSV or TSV file, or an iterable of mappings (for
@@ -689,7 +752,7 @@ def load_contacts(
         phone_column: the header of the phone column, if not found by name.
         default_region: region for numbers without a country code, e.g. "DE".
         encoding: the file's encoding; by default a byte-order mark decides, else
-            UTF-8, else cp1252 (with a warning).
+            UTF-8, else cp1252 (with a warning); a file in neither is refused.
         delimiter: the field separator; by default tab for .tsv/.tab files, else
             the one of `,` `;` tab `|` whose field counts agree from row to row.
 
@@ -719,7 +782,7 @@ def load_contacts(
 def _build(table: _Table, phone_column: str | None, region: str) -> ContactList:
     headers = [header.replace("\ufeff", "").strip() for header in table.headers]
     phone_index = _phone_index(headers, phone_column, table.source)
-    builder = _Builder(headers, phone_index, region)
+    builder = _Builder(headers, phone_index, region, table.delimiter)
     for number, cells in table.rows:
         builder.add(number, cells)
     if builder.total_rows == 0:
@@ -743,9 +806,10 @@ def _phone_index(headers: list[str], wanted: str | None, source: str) -> int:
         missing = f"no column {wanted!r}"
     if index is not None:
         return index
-    found = ", ".join(repr(header) for header in headers)
+    found = ", ".join(repr(header) for header in headers) or "none"
+    where = "the contact list" if source == LIST_SOURCE else f"contact file '{source}'"
     raise ContactsError(
-        f"contact file '{source}' has {missing}; columns found: {found}. Name the "
+        f"{where} has {missing}; columns found: {found}. Name the "
         "phone column (phone_column in Python, --phone-column on the command line) "
         "or rename it to 'Phone'"
     )
@@ -774,10 +838,20 @@ def _variable_columns(headers: list[str], phone_index: int) -> list[_Column]:
 
 
 class _Builder:
-    """Sorts numbered rows into contacts, rejected rows and duplicates."""
+    """Sorts numbered rows into contacts, rejected rows and duplicates.
 
-    def __init__(self, headers: list[str], phone_index: int, region: str) -> None:
+    Cells come as strings from files and as the values given from mappings.
+    """
+
+    def __init__(
+        self,
+        headers: list[str],
+        phone_index: int,
+        region: str,
+        delimiter: str | None = None,
+    ) -> None:
         self.headers, self.phone_index, self.region = headers, phone_index, region
+        self.delimiter = delimiter
         self.columns = _variable_columns(headers, phone_index)
         self.taken = {column.name for column in self.columns}
         self.extension_name = _unique_name("extension", self.taken)
@@ -788,23 +862,62 @@ class _Builder:
         self.first_seen: dict[str, Contact] = {}
         self.extra_rows: list[int] = []
         self.blank_rows: list[int] = []
+        # column index -> (row, type name) of each value that was not a string
+        self.converted: dict[int, list[tuple[int, str]]] = {}
+        # a delimiter other than the file's -> rows that use it
+        self.mixed: dict[str, list[int]] = {}
         self.total_rows = 0
 
-    def add(self, row: int, cells: list[str]) -> None:
+    def add(self, row: int, values: Sequence[object]) -> None:
         """Sort one data row; an empty list stands for a blank line."""
-        if not cells:
+        if not values:
             self.blank_rows.append(row)
             return
         self.total_rows += 1
-        cells = [cell.strip() for cell in cells]
-        phone = cells[self.phone_index] if self.phone_index < len(cells) else ""
+        cells = [self._text(row, index, value) for index, value in enumerate(values)]
+        has_phone = self.phone_index < len(cells)
+        phone = cells[self.phone_index] if has_phone else ""
         variables, warnings = self._variables(row, cells)
 
-        result = _normalize(phone, self.region)
+        value = values[self.phone_index] if has_phone else ""
+        result = _normalize_value(value, phone, self.region)
         if result.e164 is None:
-            self._reject(row, phone, result.reason, variables, any(cells))
+            reason = self._mixed_delimiters(row, cells) or result.reason
+            self._reject(row, phone, reason, variables, any(cells))
         else:
             self._accept(row, phone, result, variables, warnings)
+
+    def _text(self, row: int, index: int, value: object) -> str:
+        """A cell as stripped text; a value that is not a string is noted."""
+        if isinstance(value, str):
+            return value.strip()
+        # None is a missing value; so is NaN, which pandas puts in empty cells.
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        self.converted.setdefault(index, []).append((row, type(value).__name__))
+        return str(value).strip()
+
+    def _mixed_delimiters(self, row: int, cells: list[str]) -> str | None:
+        """Say so when a short row splits at another delimiter to the header's width.
+
+        The whole line then sits in one or two cells; re-splitting it would be a
+        guess, so the row is rejected with the reason and keeps what it holds.
+        """
+        if self.delimiter is None or len(cells) >= len(self.headers):
+            return None
+        line = self.delimiter.join(cells)
+        for other in _DELIMITERS:
+            values = line.split(other)
+            while len(values) > len(self.headers) and not values[-1].strip():
+                values.pop()
+            if other != self.delimiter and len(values) == len(self.headers):
+                self.mixed.setdefault(other, []).append(row)
+                return (
+                    f"mixed delimiters: this row separates its values with {other!r}, "
+                    f"the header with {self.delimiter!r}; save the file with one "
+                    "delimiter"
+                )
+        return None
 
     def _variables(
         self, row: int, cells: list[str]
@@ -898,7 +1011,47 @@ class _Builder:
             )
         if self.blank_rows:
             warnings.append(f"blank lines skipped: {_rows_text(self.blank_rows)}")
+        warnings.extend(
+            f"mixed delimiters: {_rows_text(rows)} separated by {other!r}, the "
+            f"header by {self.delimiter!r}; rejected, with their text kept"
+            for other, rows in self.mixed.items()
+        )
+        return warnings + self._conversion_warnings()
+
+    def _conversion_warnings(self) -> list[str]:
+        # Values stay out of the text: warnings are logged, and values may be
+        # numbers or personal details.
+        warnings = []
+        for index, found in self.converted.items():
+            kinds = ", ".join(dict.fromkeys(kind for _, kind in found))
+            rows = list(dict.fromkeys(row for row, _ in found))
+            use = "read as the text str() gives"
+            if index != self.phone_index:
+                use = "sent as the text str() gives: dynamic variables are strings"
+            warnings.append(
+                f"column {self.headers[index]!r} holds {kinds} values, not text, in "
+                f"{_rows_text(rows)}; {use}"
+            )
         return warnings
+
+
+def _normalize_value(value: object, text: str, region: str) -> NormalizedPhone:
+    """Normalise a phone cell, reading a number given as int or float as one."""
+    if isinstance(value, bool):
+        return _rejected("a bool (True or False), not a phone number")
+    if not text or not isinstance(value, numbers.Real):
+        return _normalize(text, region)
+    whole = isinstance(value, numbers.Integral) or float(value).is_integer()
+    if value < 0 or not whole:
+        return _rejected(
+            f"a number ({type(value).__name__}) that is not whole and positive, so "
+            "not a phone number"
+        )
+    if not isinstance(value, numbers.Integral):
+        return _normalize(text, region)  # "14155550123.0": the '.0' case
+    # An int went through a number type, which drops a leading '+' just as a
+    # spreadsheet's number cell does.
+    return _dial_numeric(text, region, [])
 
 
 def _extra_names(count: int, taken: set[str]) -> list[str]:

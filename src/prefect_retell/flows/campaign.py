@@ -162,7 +162,9 @@ async def outbound_campaign(
             (weights sum to 1); this changes the number for later calls too.
         default_region: Country (ISO code) of numbers written without one.
         phone_column: Column holding the number; found by its name if empty.
-        campaign_id: A stable name for this campaign; the flow run's id if empty.
+        campaign_id: A stable name for this campaign; run again under the same
+            name, it resumes without dialling anyone twice. Empty: derived from
+            the list's content, the from-number and the agent.
         metadata: Metadata added to every call.
         call_timeout_seconds: Longest time to follow one call before reporting it
             as timed out.
