@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -82,8 +85,29 @@ class CampaignRun:
         return sum(self.stats["rate_limited"].values())
 
 
+def contacts_file(rows: list[dict[str, Any]]) -> str:
+    """Write rows to a CSV file and return its path.
+
+    The campaign takes a path, never the rows themselves: Prefect stores and shows
+    flow parameters in full, and a contact list is personal data.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="prefect-retell-contacts-"))
+    path = folder / "contacts.csv"
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
 async def run_campaign(server: SandboxServer, **parameters: Any) -> CampaignRun:
-    """Run `outbound_campaign` against `server` and snapshot the sandbox after it."""
+    """Run `outbound_campaign` against `server` and snapshot the sandbox after it.
+
+    `contacts` may be a list of rows, written to a CSV file first.
+    """
+    if isinstance(parameters.get("contacts"), list):
+        parameters["contacts"] = contacts_file(parameters["contacts"])
     parameters.setdefault("credentials", credentials_for(server))
     parameters.setdefault("poll_interval_seconds", 0.05)
     state = await outbound_campaign(**parameters, return_state=True)

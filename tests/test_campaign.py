@@ -21,6 +21,7 @@ from flow_support import (
     REMINDER_AGENT,
     TELNYX,
     TWILIO,
+    contacts_file,
     credentials_for,
     most_in_one_second,
     run_campaign,
@@ -274,7 +275,7 @@ async def _refused(sandbox, **parameters) -> str:
     """Run a campaign that must fail before dialling; return its error message."""
     parameters.setdefault("credentials", credentials_for(sandbox))
     with pytest.raises(RetellConfigurationError) as caught:
-        await outbound_campaign(contacts=ONE_CONTACT, **parameters)
+        await outbound_campaign(contacts=contacts_file(ONE_CONTACT), **parameters)
     assert sandbox.sandbox.stats()["calls"] == []
     assert CREATE_ROUTE not in sandbox.sandbox.stats()["requests"]
     return str(caught.value)

@@ -175,3 +175,11 @@ def test_flows_take_no_raw_key_parameter():
         names = set(flow.parameters.properties)
         assert "credentials" in names
         assert [name for name in names if "key" in name] == []
+
+
+def test_campaign_takes_its_contacts_as_a_path_only():
+    """The contact list is a path parameter, never rows that Prefect would store
+    and show in full (F25)."""
+    schema = outbound_campaign.parameters.model_dump()["properties"]["contacts"]
+
+    assert schema.get("type") == "string"

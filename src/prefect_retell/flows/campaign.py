@@ -120,7 +120,7 @@ def load_contact_list(
 
 @flow(name="retell-outbound-campaign", log_prints=False)
 async def outbound_campaign(
-    contacts: str | list[dict[str, Any]],
+    contacts: str,
     from_number: str,
     credentials: RetellCredentials | str | None = None,
     cps: int = 1,
@@ -147,8 +147,9 @@ async def outbound_campaign(
     progress artifact while it dials, then a table of results and a summary.
 
     Args:
-        contacts: Path of a CSV or TSV contact list (from Python, also a list of
-            rows as dicts). Prefer a path: Prefect shows parameters in full.
+        contacts: Path of a CSV or TSV contact list. A path, not the rows: Prefect
+            stores and shows flow parameters in full, and the list is personal
+            data.
         from_number: The account's number to call from, in E.164.
         credentials: Name of a saved RetellCredentials block; empty reads
             RETELL_API_KEY and RETELL_BASE_URL.
@@ -229,7 +230,7 @@ async def outbound_campaign(
 
 
 def _derived_campaign_id(
-    contacts: str | os.PathLike[str] | Sequence[dict[str, Any]],
+    contacts: str | os.PathLike[str],
     from_number: str,
     agent_id: str | None,
     agent_version: int | str | None,
@@ -241,12 +242,13 @@ def _derived_campaign_id(
     the same list again on purpose, give the run a new campaign_id.
     """
     digest = hashlib.sha256()
-    if isinstance(contacts, (str, os.PathLike)):
+    try:
         with open(contacts, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-    else:
-        digest.update(json.dumps(list(contacts), sort_keys=True, default=str).encode())
+    except OSError:
+        # The loader has already said what is wrong with the file.
+        digest.update(os.fsencode(contacts))
     digest.update(f"|{from_number}|{agent_id}|{agent_version}".encode())
     return f"campaign-{digest.hexdigest()[:16]}"
 
