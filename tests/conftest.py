@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Prefect's embedded server otherwise tries to reach the network at start.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Campaigns commit each contact's result to Prefect's local result storage; the
+# tests keep theirs apart from the developer's own runs.
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = tempfile.mkdtemp(prefix="prefect-retell-")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -108,6 +108,8 @@ async def run_campaign(server: SandboxServer, **parameters: Any) -> CampaignRun:
     """
     if isinstance(parameters.get("contacts"), list):
         parameters["contacts"] = contacts_file(parameters["contacts"])
+    # Each run is its own campaign unless the test names one (None: derived).
+    parameters.setdefault("campaign_id", f"test-{uuid4().hex[:16]}")
     parameters.setdefault("credentials", credentials_for(server))
     parameters.setdefault("poll_interval_seconds", 0.05)
     state = await outbound_campaign(**parameters, return_state=True)

@@ -139,3 +139,45 @@ async def test_duplicate_rows_keep_their_columns_in_the_results(
     duplicate = run.result.rows[1]
     assert (duplicate.outcome, duplicate.duplicate_of) == ("duplicate", 1)
     assert duplicate.variables == {"date": "Tue"}
+
+
+async def test_same_list_run_again_without_an_id_dials_nobody_twice(
+    prefect_server, sandbox, tmp_path
+):
+    """With no campaign_id, the id comes from the list and the caller: the same
+    file run again resumes the same campaign instead of dialling everyone."""
+    path = tmp_path / "same.csv"
+    path.write_text("Phone\n+14155550101\n+14155550102\n")
+    first = await run_campaign(
+        sandbox, contacts=str(path), from_number=TWILIO, cps=5, campaign_id=None
+    )
+
+    again = await run_campaign(
+        sandbox, contacts=str(path), from_number=TWILIO, cps=5, campaign_id=None
+    )
+
+    assert again.result.campaign_id == first.result.campaign_id
+    assert again.result.campaign_id.startswith("campaign-")
+    assert len(again.stats["calls"]) == 2
+    assert again.result.counts == {"called": 2}
+
+
+async def test_prefect_record_answers_a_resumed_run_without_asking_retell(
+    prefect_server, sandbox
+):
+    """A contact whose call ended is committed to Prefect's result store; a resumed
+    run reads it back even when Retell no longer lists the call."""
+    contacts = [{"phone": "+14155550101"}, {"phone": "+14155550102"}]
+    first = await run_campaign(
+        sandbox, contacts=contacts, from_number=TWILIO, cps=5, campaign_id="fx-recorded"
+    )
+    sandbox.sandbox.reset()  # Retell forgets: no call, no idempotency key left
+
+    again = await run_campaign(
+        sandbox, contacts=contacts, from_number=TWILIO, cps=5, campaign_id="fx-recorded"
+    )
+
+    assert again.stats["calls"] == []
+    assert [row.call_id for row in again.result.rows] == [
+        row.call_id for row in first.result.rows
+    ]

@@ -21,6 +21,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.transactions import atransaction
 
 from prefect_retell.blocks import RetellCredentials
 from prefect_retell.client import RetellClient
@@ -57,6 +58,9 @@ __all__ = ["outbound_campaign"]
 _MAX_ATTEMPTS = 3
 _RETRY_PAUSE_SECONDS = 2.0
 _PROGRESS_EVERY_SECONDS = 2.0
+# Outcomes that are final for a contact; "unknown" and "timed_out" are looked up
+# again by a resumed run.
+_RECORDED_OUTCOMES = frozenset({"called", "failed"})
 _VARIABLE = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
 # Variables Retell fills itself, which no column needs to provide.
 _SYSTEM_VARIABLES = {
@@ -478,9 +482,32 @@ class _Dialler:
         return results
 
     async def _lane(self, contact: Contact) -> ContactResult:
-        result = await self._call(contact)
+        result = await self._recorded_call(contact)
         self.finished += 1
         return result
+
+    async def _recorded_call(self, contact: Contact) -> ContactResult:
+        """A contact's result from Prefect's record of an earlier run, or a call.
+
+        A contact whose call reached its end is committed to Prefect's result
+        store under a key of the campaign and the numbers; a resumed run reads it
+        back without asking Retell anything.
+        """
+        digest = hashlib.sha256(
+            f"{self.plan.from_number}|{contact.to_number}".encode()
+        ).hexdigest()[:32]
+        key = f"prefect-retell-{self.plan.campaign_id}-{digest}"
+        async with atransaction(key=key, write_on_commit=True) as txn:
+            if txn.is_committed():
+                record = await txn.read()
+                if record is not None and isinstance(record.result, ContactResult):
+                    if contact.row and record.result.row != contact.row:
+                        return record.result.model_copy(update={"row": contact.row})
+                    return record.result
+            result = await self._call(contact)
+            if result.outcome in _RECORDED_OUTCOMES:
+                txn.stage(result)
+            return result
 
     async def _previous_calls(self) -> dict[str, list[PhoneCall]]:
         """Calls an earlier run of this campaign placed, by destination.
