@@ -74,3 +74,29 @@ def test_artifact_table_masks_numbers_even_when_logs_show_them(monkeypatch):
 
     assert (record["to_number"], record["raw_phone"]) == ("+*******0123", "******0123")
     assert "+16505550100" not in _result(row).summary_markdown()
+
+
+def test_results_csv_keeps_formulas_inert(tmp_path):
+    """A formula from the contact list is written so a spreadsheet shows it as
+    text; E.164 numbers keep their plus sign."""
+    import csv
+
+    from prefect_retell.cli import _write_results
+
+    row = ContactResult(
+        row=1,
+        outcome="rejected",
+        raw_phone='=HYPERLINK("x")',
+        reason="a spreadsheet formula, not a number",
+        variables={"note": "@cmd"},
+    )
+    called = ContactResult(
+        row=2, outcome="called", to_number="+14155550123", raw_phone="+14155550123"
+    )
+    path = tmp_path / "out.csv"
+
+    _write_results(_result(row, called), path)
+
+    first, second = csv.DictReader(path.open())
+    assert (first["raw_phone"], first["note"]) == ('\'=HYPERLINK("x")', "'@cmd")
+    assert second["to_number"] == "+14155550123"

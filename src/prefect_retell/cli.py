@@ -8,7 +8,9 @@ import csv
 import json
 import logging
 import os
+import re
 import sys
+import uuid
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -298,6 +300,10 @@ def _run_on_sandbox(options: dict):
         credentials = RetellCredentials(
             api_key=server.sandbox.config.api_key, base_url=server.base_url
         )
+        if not options.get("campaign_id"):
+            # A new sandbox knows no earlier calls: a rehearsal is a new campaign
+            # each time, not a resumption of the last one.
+            options["campaign_id"] = f"sandbox-{uuid.uuid4().hex[:12]}"
         if options.get("poll_interval_seconds") == 2.0:
             # Sandbox calls last seconds, not minutes.
             options["poll_interval_seconds"] = 0.5
@@ -331,7 +337,21 @@ def _write_results(result, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]) if table else [])
         writer.writeheader()
-        writer.writerows(table)
+        writer.writerows([{k: _inert(v) for k, v in rec.items()} for rec in table])
+
+
+_E164 = re.compile(r"\+\d{7,15}")
+
+
+def _inert(value: object) -> object:
+    """Keep a spreadsheet from running a cell of the contact list as a formula.
+
+    A cell that starts with =, +, -, @ or a tab is prefixed with a quote, as
+    spreadsheets expect; an E.164 number keeps its plus sign.
+    """
+    if not isinstance(value, str) or not value or _E164.fullmatch(value):
+        return value
+    return "'" + value if value[0] in "=+-@\t\r" else value
 
 
 if __name__ == "__main__":
