@@ -320,3 +320,20 @@ async def test_campaign_refuses_a_number_without_agent(prefect_server, sandbox):
         "The from-number has no outbound agent and no agent_id was given; bind one "
         "with outbound_agents or pass agent_id. Nothing was dialled."
     )
+
+
+async def test_campaign_reads_a_named_encoding_and_delimiter(prefect_server, sandbox):
+    """encoding and delimiter given to the flow reach the loader: the European
+    export loads with umlauts intact, one call per distinct valid number."""
+    run = await run_campaign(
+        sandbox,
+        contacts=str(DATA / "excel-semicolon-cp1252.csv"),
+        from_number=TWILIO,
+        cps=5,
+        default_region="DE",
+        encoding="cp1252",
+        delimiter=";",
+    )
+
+    assert run.result.counts == {"called": 5, "duplicate": 1, "rejected": 1}
+    assert run.result.rows[0].variables["nachname"] == "Krüger"

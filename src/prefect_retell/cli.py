@@ -116,6 +116,16 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         "--phone-column", help="column holding the numbers (default: found by name)"
     )
     parser.add_argument(
+        "--encoding",
+        help="the file's encoding, e.g. utf-8, cp1252, utf-16 (default: found from "
+        "its bytes)",
+    )
+    parser.add_argument(
+        "--delimiter",
+        help="the field separator, e.g. ';' or tab as $'\\t' (default: found from "
+        "the file)",
+    )
+    parser.add_argument(
         "--credentials",
         help="name of a saved RetellCredentials "
         "block (default: RETELL_API_KEY and RETELL_BASE_URL)",
@@ -221,6 +231,8 @@ def _campaign(args: argparse.Namespace) -> int:
         "agent_id": args.agent_id,
         "default_region": args.default_region,
         "phone_column": args.phone_column,
+        "encoding": args.encoding,
+        "delimiter": args.delimiter,
         "campaign_id": args.campaign_id,
         "poll_interval_seconds": args.poll_interval_seconds,
         "call_timeout_seconds": args.call_timeout_seconds,

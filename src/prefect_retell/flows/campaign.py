@@ -97,6 +97,8 @@ def load_contact_list(
     contacts: str | os.PathLike[str] | Sequence[dict[str, Any]],
     phone_column: str | None = None,
     default_region: str = "US",
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> ContactList:
     """Read and normalise a contact list; bad rows are reported, not raised.
 
@@ -107,7 +109,11 @@ def load_contact_list(
     """
     logger = get_run_logger()
     contact_list = load_contacts(
-        contacts, phone_column=phone_column, default_region=default_region
+        contacts,
+        phone_column=phone_column,
+        default_region=default_region,
+        encoding=encoding,
+        delimiter=delimiter,
     )
     logger.info(
         "Loaded %d rows from %s: %d to dial, %d rejected, %d duplicate(s)",
@@ -134,6 +140,8 @@ async def outbound_campaign(
     outbound_agents: list[AgentWeight] | None = None,
     default_region: str = "US",
     phone_column: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
     campaign_id: str | None = None,
     metadata: dict[str, str] | None = None,
     call_timeout_seconds: float = 3600.0,
@@ -167,6 +175,9 @@ async def outbound_campaign(
             (weights sum to 1); this changes the number for later calls too.
         default_region: Country (ISO code) of numbers written without one.
         phone_column: Column holding the number; found by its name if empty.
+        encoding: The file's text encoding; found from its bytes if empty
+            (UTF-8 with or without a byte-order mark, UTF-16, Windows-1252).
+        delimiter: The field separator; found from the file if empty.
         campaign_id: A stable name for this campaign; run again under the same
             name, it resumes without dialling anyone twice. Empty: derived from
             the list's content, the from-number and the agent.
@@ -195,7 +206,9 @@ async def outbound_campaign(
     _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
     _check_metadata(metadata)
     retell = await resolve_credentials(credentials)
-    contact_list = load_contact_list(contacts, phone_column, default_region)
+    contact_list = load_contact_list(
+        contacts, phone_column, default_region, encoding, delimiter
+    )
     campaign_id = campaign_id or _derived_campaign_id(
         contacts, from_number, agent_id, agent_version
     )
