@@ -769,15 +769,26 @@ def _idempotency_key(
     return f"prefect-retell-{digest[:40]}"
 
 
+def _row(contact: Contact, outcome: str, **fields: Any) -> ContactResult:
+    """A contact's result, carrying its number, warnings and columns."""
+    return ContactResult(
+        row=contact.row,
+        outcome=outcome,
+        to_number=contact.to_number,
+        raw_phone=contact.raw_phone,
+        warnings=list(contact.warnings),
+        variables=dict(contact.variables),
+        **fields,
+    )
+
+
 def _called(
     contact: Contact, call: PhoneCall, attempts: list[CallAttempt]
 ) -> ContactResult:
     analysis = call.call_analysis
-    return ContactResult(
-        row=contact.row,
-        outcome="called",
-        to_number=contact.to_number,
-        raw_phone=contact.raw_phone,
+    return _row(
+        contact,
+        "called",
         call_id=call.call_id,
         call_status=call.call_status,
         disconnection_reason=call.disconnection_reason,
@@ -785,73 +796,47 @@ def _called(
         cost_cents=call.call_cost.combined_cost if call.call_cost else None,
         call_successful=analysis.call_successful if analysis else None,
         attempts=attempts,
-        warnings=list(contact.warnings),
-        variables=dict(contact.variables),
     )
 
 
 def _timed_out(
     contact: Contact, call: PhoneCall, attempt: int, exc: RetellCallTimeoutError
 ) -> ContactResult:
-    return ContactResult(
-        row=contact.row,
-        outcome="timed_out",
-        to_number=contact.to_number,
-        raw_phone=contact.raw_phone,
+    attempt_record = CallAttempt(
+        attempt=attempt, call_id=call.call_id, call_status=exc.last_status
+    )
+    return _row(
+        contact,
+        "timed_out",
         reason=str(exc),
         call_id=call.call_id,
         call_status=exc.last_status,
-        attempts=[
-            CallAttempt(
-                attempt=attempt, call_id=call.call_id, call_status=exc.last_status
-            )
-        ],
-        warnings=list(contact.warnings),
-        variables=dict(contact.variables),
+        attempts=[attempt_record],
     )
 
 
 def _unfollowed(
     contact: Contact, call: PhoneCall, attempt: int, exc: Exception
 ) -> ContactResult:
-    return ContactResult(
-        row=contact.row,
-        outcome="unknown",
-        to_number=contact.to_number,
-        raw_phone=contact.raw_phone,
-        reason=(
-            f"call {call.call_id} was placed but could not be followed to its end, "
-            f"and it was not dialled again: {exc}"
-        ),
+    reason = (
+        f"call {call.call_id} was placed but could not be followed to its end, "
+        f"and it was not dialled again: {exc}"
+    )
+    return _row(
+        contact,
+        "unknown",
+        reason=reason,
         call_id=call.call_id,
         attempts=[CallAttempt(attempt=attempt, call_id=call.call_id)],
-        warnings=list(contact.warnings),
-        variables=dict(contact.variables),
     )
 
 
 def _unplaced(contact: Contact, outcome: str, reason: str) -> ContactResult:
-    return ContactResult(
-        row=contact.row,
-        outcome=outcome,
-        to_number=contact.to_number,
-        raw_phone=contact.raw_phone,
-        reason=reason,
-        warnings=list(contact.warnings),
-        variables=dict(contact.variables),
-    )
+    return _row(contact, outcome, reason=reason)
 
 
 def _rejected(contact: Contact, reason: str) -> ContactResult:
-    return ContactResult(
-        row=contact.row,
-        outcome="rejected",
-        to_number=contact.to_number,
-        raw_phone=contact.raw_phone,
-        reason=reason,
-        warnings=list(contact.warnings),
-        variables=dict(contact.variables),
-    )
+    return _row(contact, "rejected", reason=reason)
 
 
 def _all_rows(
