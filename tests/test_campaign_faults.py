@@ -7,12 +7,14 @@ account's concurrency limit reached.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 
 import pytest
 
 from conftest import TIME_SCALE
 from flow_support import TWILIO, create_limit, credentials_for, run_campaign
+from prefect_retell import RetellAuthenticationError
 from prefect_retell.sandbox import Fault, Outcome, SandboxConfig, serve_sandbox
 
 NUMBERS = [f"+1415555{n:04d}" for n in range(180, 190)]
@@ -88,3 +90,26 @@ async def test_account_concurrency_429s_are_waited_out(prefect_server):
     assert run.result.counts == {"called": 6}
     assert calls_per_number(run) == dict.fromkeys(NUMBERS[:6], 1)
     assert run.stats["rate_limited"]["concurrency"] >= 1
+
+
+async def test_key_refused_mid_campaign_stops_every_call(prefect_server, sandbox):
+    """A 401 while dialling ends the campaign with an authentication error, and no
+    further call is placed after it."""
+    sandbox.sandbox.add_fault(
+        Fault(
+            endpoint="create-phone-call", action="error", status=401, after=2, times=0
+        )
+    )
+
+    with pytest.raises(RetellAuthenticationError):
+        await run_campaign(
+            sandbox,
+            contacts=[{"phone": n} for n in NUMBERS],
+            from_number=TWILIO,
+            cps=5,
+        )
+    placed = len(sandbox.sandbox.stats()["calls"])
+    await asyncio.sleep(1.0)
+
+    assert placed == 2
+    assert len(sandbox.sandbox.stats()["calls"]) == placed

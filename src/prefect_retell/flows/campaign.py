@@ -486,8 +486,16 @@ class _Dialler:
         self.previous = await self._previous_calls()
         progress = _Progress(self)
         await progress.start()
+        lanes = [asyncio.create_task(self._lane(contact)) for contact in to_dial]
         try:
-            finished = await asyncio.gather(*(self._lane(c) for c in to_dial))
+            finished = await asyncio.gather(*lanes)
+        except BaseException:
+            # An error that ends the campaign (a revoked key) stops every lane
+            # before the client closes, rather than leaving them to fail one by one.
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            raise
         finally:
             await self.slots.close()
             await progress.stop()
