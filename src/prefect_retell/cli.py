@@ -276,8 +276,16 @@ def _run(
     options: dict, credentials: str | None, results: str | None, *, sandbox: bool
 ) -> int:
     from prefect_retell.errors import RetellError
+    from prefect_retell.flows.campaign import derived_campaign_id
 
-    quiet = _UserErrorsWithoutTraceback((RetellError, ValueError))
+    if not sandbox and not options.get("campaign_id"):
+        # Named here, so that an interrupted run can say how to resume it.
+        options["campaign_id"] = derived_campaign_id(
+            options["contacts"], options["from_number"], options.get("agent_id"), None
+        )
+    quiet = _UserErrorsWithoutTraceback(
+        (RetellError, ValueError, KeyboardInterrupt, asyncio.CancelledError)
+    )
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(quiet)
     try:
@@ -288,6 +296,17 @@ def _run(
     except (RetellError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if sandbox:
+            print("\nInterrupted; the sandbox ended with it.", file=sys.stderr)
+        else:
+            print(
+                f"\nInterrupted. Run the same command again to resume campaign "
+                f"{options['campaign_id']}: calls already placed are not dialled "
+                "again.",
+                file=sys.stderr,
+            )
+        return 130
     print()
     print(result.summary_markdown())
     if stats is not None:

@@ -51,7 +51,7 @@ from prefect_retell.privacy import mask_phone_number
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
 from prefect_retell.tasks import bind_agents, follow_call, place_call, shared_client
 
-__all__ = ["outbound_campaign"]
+__all__ = ["derived_campaign_id", "outbound_campaign"]
 
 # Calls that ended for lack of a free concurrency slot are placed again, this many
 # times in all, after a growing pause: the limit is transient, not the contact's fault.
@@ -209,7 +209,7 @@ async def outbound_campaign(
     contact_list = load_contact_list(
         contacts, phone_column, default_region, encoding, delimiter
     )
-    campaign_id = campaign_id or _derived_campaign_id(
+    campaign_id = campaign_id or derived_campaign_id(
         contacts, from_number, agent_id, agent_version
     )
     logger.info("Campaign id: %s", campaign_id)
@@ -246,7 +246,7 @@ async def outbound_campaign(
     return result
 
 
-def _derived_campaign_id(
+def derived_campaign_id(
     contacts: str | os.PathLike[str],
     from_number: str,
     agent_id: str | None,
@@ -477,13 +477,15 @@ class _Dialler:
                 "this number",
                 len(results),
             )
+        self.previous = await self._previous_calls()
         self.logger.info(
-            "Dialling %d contacts at %d calls per second, at most %d live",
+            "Campaign has %d contacts to call at %d calls per second, at most %d "
+            "live; %d of them were called by earlier runs and are not dialled again",
             self.total,
             self.pacer.cps,
             self.plan.concurrency_limit,
+            sum(1 for contact in to_dial if contact.to_number in self.previous),
         )
-        self.previous = await self._previous_calls()
         progress = _Progress(self)
         await progress.start()
         lanes = [asyncio.create_task(self._lane(contact)) for contact in to_dial]
@@ -522,6 +524,7 @@ class _Dialler:
             if txn.is_committed():
                 record = await txn.read()
                 if record is not None and isinstance(record.result, ContactResult):
+                    self.placed += 1
                     if contact.row and record.result.row != contact.row:
                         return record.result.model_copy(update={"row": contact.row})
                     return record.result
