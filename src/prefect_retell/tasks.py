@@ -30,12 +30,15 @@ from prefect_retell.errors import (
     RetellServerError,
 )
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest, PhoneNumber
+from prefect_retell.monitoring import CallEventWatcher
 from prefect_retell.privacy import mask_phone_number
 
 __all__ = [
+    "await_call_event",
     "bind_agents",
     "create_call",
     "follow_call",
+    "follow_call_by_events",
     "get_call",
     "place_call",
     "shared_client",
@@ -256,6 +259,47 @@ async def follow_call(
         await asyncio.sleep(min(poll_interval_seconds, remaining))
 
 
+async def follow_call_by_events(
+    client: RetellClient,
+    watcher: CallEventWatcher,
+    call_id: str,
+    *,
+    timeout_seconds: float,
+    poll_interval_seconds: float = 2.0,
+    stop_on_timeout: bool = False,
+    logger: Any = None,
+) -> PhoneCall:
+    """Wait for a call's final event; read it from Retell only if none comes.
+
+    The call's `retell.call.ended` (or `retell.call.analyzed`) event ends the
+    wait without a request to Retell. At the deadline the call is read once: a
+    call whose events were lost is still reported as it ended. If the event
+    subscription itself is lost, the call is polled for the time that is left.
+
+    Raises:
+        RetellCallTimeoutError: The call was still live at the deadline; with
+            `stop_on_timeout` it was asked to stop first.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        ended = await watcher.wait(call_id, timeout_seconds=timeout_seconds)
+    except RuntimeError:
+        ended = None
+    if ended is not None:
+        _log_finished(logger, ended)
+        return ended
+    if logger:
+        logger.info("No final event for call %s in time; asking Retell", call_id)
+    return await follow_call(
+        client,
+        call_id,
+        timeout_seconds=max(0.0, deadline - time.monotonic()),
+        poll_interval_seconds=poll_interval_seconds,
+        stop_on_timeout=stop_on_timeout,
+        logger=logger,
+    )
+
+
 def _log_finished(logger: Any, call: PhoneCall) -> None:
     if logger:
         logger.info(
@@ -332,6 +376,51 @@ async def wait_for_call(
             call_id,
             timeout_seconds=timeout_seconds,
             poll_interval_seconds=poll_interval_seconds,
+            stop_on_timeout=stop_on_timeout,
+            logger=logger,
+        )
+
+
+@task(name="await-retell-call-event", cache_policy=NO_CACHE)
+async def await_call_event(
+    retell_credentials: RetellCredentials,
+    call_id: str,
+    timeout_seconds: float = 3600.0,
+    stop_on_timeout: bool = False,
+) -> PhoneCall:
+    """Wait for a call's final Prefect event, sent by the webhook receiver.
+
+    Polls nothing while the events come: it needs `prefect-retell webhooks serve`
+    (or any receiver that emits `retell.call.ended`) in front of the account's
+    webhooks. Events from the minute before the task started count, so it may
+    start just after the call was created. Without an event by the deadline, the
+    call is read once from Retell.
+
+    Args:
+        retell_credentials: The account's credentials, for the final read.
+        call_id: The call to wait for.
+        timeout_seconds: The longest wait for the event.
+        stop_on_timeout: Ask Retell to stop the call if it is live at the deadline.
+
+    Raises:
+        RetellCallTimeoutError: No event came and the call was still live.
+
+    Example:
+        ```python
+        call = await create_call(credentials, request)
+        call = await await_call_event(credentials, call.call_id, timeout_seconds=900)
+        ```
+    """
+    logger = get_run_logger()
+    async with (
+        CallEventWatcher(logger=logger) as watcher,
+        _client_for(retell_credentials) as client,
+    ):
+        return await follow_call_by_events(
+            client,
+            watcher,
+            call_id,
+            timeout_seconds=timeout_seconds,
             stop_on_timeout=stop_on_timeout,
             logger=logger,
         )

@@ -345,6 +345,7 @@ def _payload(call: PhoneCall, include_transcript: bool) -> dict[str, Any]:
         "from_number": _mask(call.from_number) if inbound else call.from_number,
         "to_number": call.to_number if inbound else _mask(call.to_number),
         "call_analysis": analysis.model_dump(mode="json") if analysis else None,
+        "call_cost": call.call_cost.model_dump(mode="json") if call.call_cost else None,
         "metadata": call.metadata,
     }
     if include_transcript:

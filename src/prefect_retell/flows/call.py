@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from prefect_retell.blocks import RetellCredentials
 from prefect_retell.flows._credentials import resolve_credentials
 from prefect_retell.models import PhoneCall, PhoneCallRequest
-from prefect_retell.tasks import create_call, shared_client, wait_for_call
+from prefect_retell.monitoring import CallEventWatcher, MonitorMode
+from prefect_retell.tasks import (
+    create_call,
+    follow_call_by_events,
+    shared_client,
+    wait_for_call,
+)
 
 __all__ = ["outbound_call"]
 
@@ -26,6 +32,7 @@ async def outbound_call(
     timeout_seconds: float = 3600.0,
     poll_interval_seconds: float = 2.0,
     stop_on_timeout: bool = False,
+    monitor: MonitorMode = "poll",
 ) -> PhoneCall:
     """Place one outbound call and wait until it is over.
 
@@ -41,9 +48,14 @@ async def outbound_call(
         timeout_seconds: Longest wait for the call to end.
         poll_interval_seconds: Pause between two reads of the live call.
         stop_on_timeout: Stop the call if it is still live at the deadline.
+        monitor: `poll` reads the live call from Retell; `events` waits for its
+            final event from `prefect-retell webhooks serve` and reads it from
+            Retell only if the event has not come by the deadline; `none`
+            returns the call as created, without waiting.
 
     Returns:
-        The call in its final status: `ended`, `not_connected` or `error`.
+        The call in its final status: `ended`, `not_connected` or `error`; with
+        `monitor="none"`, as it was created (`registered`).
 
     Raises:
         RetellCallTimeoutError: The call was still live at the deadline.
@@ -65,12 +77,31 @@ async def outbound_call(
         retell_llm_dynamic_variables=dynamic_variables,
         metadata=metadata,
     )
-    async with shared_client(retell):
+    if monitor != "events":
+        async with shared_client(retell):
+            call = await create_call(retell, request)
+            if monitor == "none":
+                return call
+            return await wait_for_call(
+                retell,
+                call.call_id,
+                timeout_seconds=timeout_seconds,
+                poll_interval_seconds=poll_interval_seconds,
+                stop_on_timeout=stop_on_timeout,
+            )
+    logger = get_run_logger()
+    # Subscribed before the call is placed, so its events cannot be missed.
+    async with (
+        CallEventWatcher(logger=logger) as watcher,
+        shared_client(retell) as client,
+    ):
         call = await create_call(retell, request)
-        return await wait_for_call(
-            retell,
+        return await follow_call_by_events(
+            client,
+            watcher,
             call.call_id,
             timeout_seconds=timeout_seconds,
             poll_interval_seconds=poll_interval_seconds,
             stop_on_timeout=stop_on_timeout,
+            logger=logger,
         )

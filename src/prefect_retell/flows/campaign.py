@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -47,9 +48,16 @@ from prefect_retell.flows._limits import (
     rate_limit_name,
 )
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
+from prefect_retell.monitoring import CallEventWatcher, MonitorMode
 from prefect_retell.privacy import mask_phone_number
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
-from prefect_retell.tasks import bind_agents, follow_call, place_call, shared_client
+from prefect_retell.tasks import (
+    bind_agents,
+    follow_call,
+    follow_call_by_events,
+    place_call,
+    shared_client,
+)
 
 __all__ = ["derived_campaign_id", "outbound_campaign"]
 
@@ -89,6 +97,7 @@ class _Plan:
     call_timeout_seconds: float
     poll_interval_seconds: float
     stop_calls_on_timeout: bool
+    monitor: MonitorMode = "poll"
     warnings: list[str] = field(default_factory=list)
 
 
@@ -147,6 +156,7 @@ async def outbound_campaign(
     call_timeout_seconds: float = 3600.0,
     poll_interval_seconds: float = 2.0,
     stop_calls_on_timeout: bool = True,
+    monitor: MonitorMode = "poll",
 ) -> CampaignResult:
     """Call every valid contact of a list and report what became of every row.
 
@@ -186,6 +196,13 @@ async def outbound_campaign(
             as timed out.
         poll_interval_seconds: Pause between two reads of a live call.
         stop_calls_on_timeout: Stop a call still live when its wait runs out.
+        monitor: How each call is followed to its end. `poll` reads live calls
+            from Retell; `events` waits for the call events that
+            `prefect-retell webhooks serve` turns Retell's webhooks into, and
+            reads a call from Retell only if its event has not come by
+            `call_timeout_seconds`; `none` places the calls and does not follow
+            them, so their rows end as placed (`registered`) and the campaign
+            holds a concurrency slot only while it creates each call.
 
     Returns:
         One `ContactResult` per input row, in input order.
@@ -229,6 +246,7 @@ async def outbound_campaign(
             call_timeout_seconds=call_timeout_seconds,
             poll_interval_seconds=poll_interval_seconds,
             stop_calls_on_timeout=stop_calls_on_timeout,
+            monitor=monitor,
         )
         dialler = _Dialler(retell, client, plan, cps=cps, logger=logger)
         called = await dialler.run(contact_list)
@@ -456,6 +474,7 @@ class _Dialler:
         self.slots = SlotPool(
             concurrency_limit_name(), plan.concurrency_limit, chunk=max(cps, 5)
         )
+        self.watcher: CallEventWatcher | None = None
         self.placed = 0
         self.finished = 0
         self.total = 0
@@ -486,11 +505,24 @@ class _Dialler:
             self.plan.concurrency_limit,
             sum(1 for contact in to_dial if contact.to_number in self.previous),
         )
+        async with contextlib.AsyncExitStack() as stack:
+            if self.plan.monitor == "events" and to_dial:
+                # Subscribed before the first call, so no call's event is missed.
+                self.watcher = await stack.enter_async_context(
+                    CallEventWatcher(
+                        campaign_id=self.plan.campaign_id, logger=self.logger
+                    )
+                )
+            finished = await self._dial(to_dial)
+        results.update({row.row: row for row in finished})
+        return results
+
+    async def _dial(self, to_dial: list[Contact]) -> list[ContactResult]:
         progress = _Progress(self)
         await progress.start()
         lanes = [asyncio.create_task(self._lane(contact)) for contact in to_dial]
         try:
-            finished = await asyncio.gather(*lanes)
+            return await asyncio.gather(*lanes)
         except BaseException:
             # An error that ends the campaign (a revoked key) stops every lane
             # before the client closes, rather than leaving them to fail one by one.
@@ -501,8 +533,6 @@ class _Dialler:
         finally:
             await self.slots.close()
             await progress.stop()
-        results.update({row.row: row for row in finished})
-        return results
 
     async def _lane(self, contact: Contact) -> ContactResult:
         result = await self._recorded_call(contact)
@@ -595,7 +625,7 @@ class _Dialler:
         """Take up a call an earlier run placed: its result, or follow it to its end."""
         if attempt == 1:
             self.placed += 1
-        if call.is_final:
+        if call.is_final or self.plan.monitor == "none":
             return call
         await self.slots.acquire()
         try:
@@ -616,6 +646,8 @@ class _Dialler:
                 return call
             if attempt == 1:
                 self.placed += 1
+            if self.plan.monitor == "none":
+                return call
             return await self._follow(contact, call, attempt)
         finally:
             await self.slots.release()
@@ -623,15 +655,18 @@ class _Dialler:
     async def _follow(
         self, contact: Contact, call: PhoneCall, attempt: int
     ) -> PhoneCall | ContactResult:
+        follow = dict(
+            timeout_seconds=self.plan.call_timeout_seconds,
+            poll_interval_seconds=self.plan.poll_interval_seconds,
+            stop_on_timeout=self.plan.stop_calls_on_timeout,
+            logger=self.logger,
+        )
         try:
-            return await follow_call(
-                self.client,
-                call.call_id,
-                timeout_seconds=self.plan.call_timeout_seconds,
-                poll_interval_seconds=self.plan.poll_interval_seconds,
-                stop_on_timeout=self.plan.stop_calls_on_timeout,
-                logger=self.logger,
-            )
+            if self.watcher is not None:
+                return await follow_call_by_events(
+                    self.client, self.watcher, call.call_id, **follow
+                )
+            return await follow_call(self.client, call.call_id, **follow)
         except RetellCallTimeoutError as exc:
             return _timed_out(contact, call, attempt, exc)
         except RetellAuthenticationError:
