@@ -151,6 +151,15 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         "and reported timed_out (default: 3600)",
     )
     parser.add_argument(
+        "--monitor",
+        choices=("poll", "events", "none"),
+        default="poll",
+        help="how calls are followed to their end: poll reads live calls; events "
+        "waits for the call events of `prefect-retell webhooks serve` (with "
+        "--sandbox, a receiver is started for the sandbox's webhooks); none "
+        "places the calls without following them (default: poll)",
+    )
+    parser.add_argument(
         "--results",
         help="write one row per input row to this file, CSV or JSON by its extension",
     )
@@ -236,6 +245,7 @@ def _campaign(args: argparse.Namespace) -> int:
         "campaign_id": args.campaign_id,
         "poll_interval_seconds": args.poll_interval_seconds,
         "call_timeout_seconds": args.call_timeout_seconds,
+        "monitor": args.monitor,
     }
     return _run(options, args.credentials, args.results, sandbox=args.sandbox)
 
