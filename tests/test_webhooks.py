@@ -343,7 +343,35 @@ def test_resource_is_the_call():
         "prefect.resource.id": "retell.call.call_fx_001",
         "prefect.resource.name": "call_fx_001",
         "retell.call.status": "ended",
+        "retell.call.disconnection-reason": "user_hangup",
+        "retell.call.reached": "true",
     }
+
+
+@pytest.mark.parametrize(
+    ("fields", "labels"),
+    [
+        (
+            {"call_status": "not_connected", "disconnection_reason": "dial_busy"},
+            {"retell.call.reached": "false"},
+        ),
+        (
+            {"call_analysis": {"call_successful": False}},
+            {"retell.call.reached": "true", "retell.call.successful": "false"},
+        ),
+        ({"call_status": "ongoing", "disconnection_reason": None}, {}),
+    ],
+)
+def test_resource_labels_that_triggers_match_on(fields, labels):
+    """Reached and successful are labels, so an automation can match on them."""
+    [event, *_] = prefect_events_for(make_event(**fields))
+
+    found = {
+        key: value
+        for key, value in event["resource"].items()
+        if key in ("retell.call.reached", "retell.call.successful")
+    }
+    assert found == labels
 
 
 def test_payload_has_no_transcript_by_default():
@@ -406,6 +434,7 @@ def test_payload_fields():
             "in_voicemail": None,
             "custom_analysis_data": None,
         },
+        "call_cost": None,
         "metadata": {"row": 3},
     }
 

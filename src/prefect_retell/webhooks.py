@@ -293,11 +293,21 @@ def _event(name: str, call: PhoneCall, payload: dict[str, Any]) -> dict[str, Any
 
 
 def _resource(call: PhoneCall) -> dict[str, str]:
-    return {
+    # Labels are what automation triggers can match on (payloads are not), so the
+    # facts people act on are labels too: status, reason, and whether it worked.
+    resource = {
         "prefect.resource.id": f"retell.call.{call.call_id}",
         "prefect.resource.name": call.call_id,
         "retell.call.status": call.call_status,
     }
+    if call.disconnection_reason:
+        resource["retell.call.disconnection-reason"] = call.disconnection_reason
+    if call.is_final:
+        resource["retell.call.reached"] = "false" if is_failed_call(call) else "true"
+    analysis = call.call_analysis
+    if analysis is not None and analysis.call_successful is not None:
+        resource["retell.call.successful"] = str(analysis.call_successful).lower()
+    return resource
 
 
 def _own_number(call: PhoneCall) -> str | None:
