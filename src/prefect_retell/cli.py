@@ -8,7 +8,6 @@ import csv
 import json
 import logging
 import os
-import re
 import sys
 import uuid
 from collections.abc import Sequence
@@ -359,6 +358,8 @@ def _sandbox_report(stats: dict, from_number: str) -> str:
 
 
 def _write_results(result, path: Path) -> None:
+    from prefect_retell.results import inert_cell
+
     if path.suffix.lower() == ".json":
         rows = [row.model_dump(mode="json") for row in result.rows]
         path.write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
@@ -378,21 +379,7 @@ def _write_results(result, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(table[0]) if table else [])
         writer.writeheader()
-        writer.writerows([{k: _inert(v) for k, v in rec.items()} for rec in table])
-
-
-_E164 = re.compile(r"\+\d{7,15}")
-
-
-def _inert(value: object) -> object:
-    """Keep a spreadsheet from running a cell of the contact list as a formula.
-
-    A cell that starts with =, +, -, @ or a tab is prefixed with a quote, as
-    spreadsheets expect; an E.164 number keeps its plus sign.
-    """
-    if not isinstance(value, str) or not value or _E164.fullmatch(value):
-        return value
-    return "'" + value if value[0] in "=+-@\t\r" else value
+        writer.writerows([{k: inert_cell(v) for k, v in rec.items()} for rec in table])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,7 +12,13 @@ from pydantic import BaseModel, Field
 from prefect_retell.models import FAILED_DISCONNECTION_REASONS, PhoneCall
 from prefect_retell.privacy import mask_phone_number
 
-__all__ = ["CallAttempt", "CampaignResult", "ContactResult", "RowOutcome"]
+__all__ = [
+    "CallAttempt",
+    "CampaignResult",
+    "ContactResult",
+    "RowOutcome",
+    "inert_cell",
+]
 
 RowOutcome = Literal[
     "called",  # dialled, and the call reached a final status
@@ -216,3 +223,21 @@ def _count_table(title: str, unit: str, counts: dict[str, int]) -> list[str]:
 
 def _seconds(duration_ms: int | None) -> str:
     return "" if duration_ms is None else f"{duration_ms / 1000:.1f}"
+
+
+_E164 = re.compile(r"\+\d{7,15}")
+
+
+def inert_cell(value: object) -> object:
+    """Keep a spreadsheet from running a cell of a CSV file as a formula.
+
+    A cell that starts with =, +, -, @, a tab or a carriage return is prefixed
+    with a quote, as spreadsheets expect; an E.164 number keeps its plus sign.
+
+    Example:
+        >>> inert_cell("=HYPERLINK(1)"), inert_cell("+14155550123")
+        ("'=HYPERLINK(1)", '+14155550123')
+    """
+    if not isinstance(value, str) or not value or _E164.fullmatch(value):
+        return value
+    return "'" + value if value[0] in "=+-@\t\r" else value

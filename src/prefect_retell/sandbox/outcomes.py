@@ -94,6 +94,13 @@ class Outcome(BaseModel):
             "one get-call read after the ring reports."
         ),
     )
+    call_successful: bool | None = Field(
+        default=None,
+        description=(
+            "What the post-call analysis of an answered call says; unset, it is "
+            "drawn from the seed (true 4 times in 5)."
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -203,7 +210,7 @@ def plan_call(seed: int, to_number: str, override: Outcome | None) -> CallPlan:
         talk_seconds=talk,
         disconnection_reason=_reason_for(chosen, default),
         transient_status=chosen.transient_status,
-        **_analysis_for(seed, to_number, chosen.kind),
+        **_analysis_for(seed, to_number, chosen),
     )
 
 
@@ -225,15 +232,15 @@ def _reason_for(chosen: Outcome, default: Outcome) -> str | None:
     return DEFAULT_REASONS[chosen.kind]
 
 
-def _analysis_for(seed: int, to_number: str, kind: str) -> dict[str, object]:
+def _analysis_for(seed: int, to_number: str, chosen: Outcome) -> dict[str, object]:
     success_draw, sentiment_draw, _, _ = stable_fractions(seed, "analysis", to_number)
-    if kind not in CONNECTED_KINDS:
+    if chosen.kind not in CONNECTED_KINDS:
         return {"call_successful": False, "user_sentiment": "Unknown"}
-    if kind == "voicemail":
+    if chosen.kind == "voicemail":
         return {"call_successful": False, "user_sentiment": "Neutral"}
-
+    successful = chosen.call_successful
     return {
-        "call_successful": success_draw < 0.8,
+        "call_successful": success_draw < 0.8 if successful is None else successful,
         "user_sentiment": pick_weighted(_SENTIMENTS, sentiment_draw),
     }
 
