@@ -89,6 +89,9 @@ def create_app(sandbox: Sandbox, closing: threading.Event | None = None) -> Star
     routes = [_retell_route(sandbox, endpoint, closing) for endpoint in _ENDPOINTS]
     routes += _control_routes(sandbox)
 
+    # Known shortcoming: when uvicorn is forced to exit (a shutdown that outlasts
+    # SandboxServer.stop's timeout), it skips the lifespan's end; the loop's
+    # teardown then cancels the deliveries, but the HTTP client is not closed.
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         dispatcher = WebhookDispatcher(sandbox)

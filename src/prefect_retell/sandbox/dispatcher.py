@@ -164,7 +164,12 @@ class WebhookDispatcher:
         return _Turn(call_id, previous, mine)
 
     def _release_held(self, call_id: str) -> None:
-        """Queue the call's held deliveries right behind the one just queued."""
+        """Queue the call's held deliveries right behind the one just queued.
+
+        Known shortcoming: a held delivery waits for the call's next delivery,
+        so if that event finds no URL (the webhook URL was removed in between),
+        it stays held until the server stops or the sandbox is reset.
+        """
         for delivery in self._held.pop(call_id, []):
             self._spawn(self._deliver(delivery, self._queue_up(call_id)))
 

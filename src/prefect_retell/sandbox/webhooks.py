@@ -14,6 +14,12 @@ waits `RETRY_BACKOFF_SECONDS` simulated seconds before the first retry and
 doubles it for each next one, so that at a time scale of 0.01 the retries follow
 0.05, 0.1 and 0.2 s after the failures. Each attempt is signed afresh.
 
+Known shortcomings: only these three events exist; Retell's opt-in events
+(`transcript_updated`, the transfer events) and an agent's `webhook_events` are not
+modelled, and an agent's `webhook_url` can only be set through
+`Sandbox.set_webhook_url` or the control route, since the sandbox has no
+update-agent endpoint.
+
 This module keeps the bookkeeping (what is due, what was sent, the counters); the
 `WebhookDispatcher` of the running server does the sending. It is not thread-safe
 by itself: the `Sandbox` calls it under its lock.
