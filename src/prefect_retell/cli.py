@@ -40,6 +40,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _webhook_url(text: str) -> str:
+    from prefect_retell.sandbox.config import check_webhook_url
+
+    try:
+        return check_webhook_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prefect-retell",
@@ -70,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         help="real seconds per simulated second (default: 0.02)",
+    )
+    sandbox.add_argument(
+        "--webhook-url",
+        type=_webhook_url,
+        default=None,
+        help="send each call's call_started, call_ended and call_analyzed "
+        "webhooks, signed with the key, to this URL (default: send none)",
     )
 
     campaign = commands.add_parser(
@@ -190,6 +206,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = {"seed": args.seed, "api_key": args.api_key or DEFAULT_SANDBOX_API_KEY}
     if args.time_scale is not None:
         settings["time_scale"] = args.time_scale
+    if args.webhook_url is not None:
+        settings["webhook_url"] = args.webhook_url
     config = SandboxConfig(**settings)
 
     def ready(base_url: str) -> None:
@@ -199,6 +217,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  export RETELL_BASE_URL={base_url}", flush=True)
         if not args.api_key:
             print(f"  export RETELL_API_KEY={DEFAULT_SANDBOX_API_KEY}", flush=True)
+        if args.webhook_url:
+            print(f"Call webhooks go to {args.webhook_url}", flush=True)
         print("Stats: GET /sandbox/stats. Stop with Ctrl-C.", flush=True)
 
     try:

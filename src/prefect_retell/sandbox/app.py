@@ -5,6 +5,9 @@ goes through: the bearer key is checked (401 otherwise, without echoing the key)
 then the first matching fault, if any, shapes the answer (see `faults`). Error
 bodies always read `{"status": "error", "message": ...}`, also for unknown routes.
 
+The app's lifespan runs a `WebhookDispatcher` in the server's event loop, which
+sends the calls' signed webhooks (see `webhooks`) and stops with the server.
+
 Control routes live under `/sandbox/` and need no key, so the server binds to the
 loopback interface by default:
 
@@ -12,8 +15,10 @@ loopback interface by default:
     GET    /sandbox/stats                      Sandbox.stats()
     POST   /sandbox/reset                      Sandbox.reset()
     GET    /sandbox/faults                     armed faults and their counters
-    POST   /sandbox/faults                     one Fault object or a list
+    POST   /sandbox/faults                     one Fault or WebhookFault, or a list
     DELETE /sandbox/faults                     Sandbox.clear_faults()
+    POST   /sandbox/webhook-url                {"url": "http://..." | null,
+                                                "agent_id": optional}
     POST   /sandbox/outcomes                   {"+14155550123": Outcome | null, ...}
     POST   /sandbox/phone-numbers/{n}/cps      {"cps": 3}
     GET    /sandbox/recordings/{call_id}.wav   silent audio behind recording_url
@@ -23,12 +28,13 @@ loopback interface by default:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import threading
 import wave
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,8 +47,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .dispatcher import WebhookDispatcher
 from .errors import ApiError, bad_request
-from .faults import Fault
+from .faults import Fault, WebhookFault, parse_fault
 from .outcomes import Outcome
 from .state import Sandbox
 
@@ -55,8 +62,6 @@ _UNAUTHORIZED = ApiError(
     "Missing or invalid API key; send the header 'Authorization: Bearer <key>'.",
 )
 _PAUSE_STEP_SECONDS = 0.05
-_FAULT = TypeAdapter(Fault)
-_FAULT_LIST = TypeAdapter(list[Fault])
 _OUTCOMES = TypeAdapter(dict[str, Outcome | list[Outcome] | None])
 
 
@@ -83,9 +88,23 @@ def create_app(sandbox: Sandbox, closing: threading.Event | None = None) -> Star
     closing = closing or threading.Event()
     routes = [_retell_route(sandbox, endpoint, closing) for endpoint in _ENDPOINTS]
     routes += _control_routes(sandbox)
+
+    # Known shortcoming: when uvicorn is forced to exit (a shutdown that outlasts
+    # SandboxServer.stop's timeout), it skips the lifespan's end; the loop's
+    # teardown then cancels the deliveries, but the HTTP client is not closed.
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        dispatcher = WebhookDispatcher(sandbox)
+        await dispatcher.start()
+        try:
+            yield
+        finally:
+            await dispatcher.stop()
+
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        lifespan=lifespan,
     )
 
 
@@ -98,7 +117,7 @@ def _retell_route(
     route_key = f"{endpoint.method} {endpoint.template}"
 
     async def serve(request: Request) -> Response:
-        sandbox.record_request(route_key)
+        sandbox.record_request(route_key, call_id=request.path_params.get("call_id"))
         response = await _answer(sandbox, endpoint, request, closing)
         status = "dropped" if isinstance(response, _DroppedResponse) else None
         sandbox.record_response(status or response.status_code)
@@ -322,12 +341,19 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
         return JSONResponse(sandbox.faults())
 
     async def add_faults(request: Request) -> Response:
-        raw = await request.body()
-        many = raw.lstrip().startswith(b"[")
-        parsed = _validated(_FAULT_LIST if many else _FAULT, raw)
-        for fault in parsed if many else [parsed]:
+        for fault in _parsed_faults(await request.body()):
             sandbox.add_fault(fault)
         return JSONResponse(sandbox.faults())
+
+    async def set_webhook_url(request: Request) -> Response:
+        body = _json_object(await request.body())
+        try:
+            sandbox.set_webhook_url(body.get("url"), agent_id=body.get("agent_id"))
+        except KeyError:
+            return _control_error(404, "Not an agent of the sandbox.")
+        except (TypeError, ValueError) as exc:
+            return _control_error(400, f'Send {{"url": <http(s) URL or null>}}; {exc}.')
+        return JSONResponse({"status": "ok"})
 
     async def clear_faults(request: Request) -> Response:
         sandbox.clear_faults()
@@ -346,6 +372,7 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
         Route("/sandbox/faults", add_faults, methods=["POST"]),
         Route("/sandbox/faults", clear_faults, methods=["DELETE"]),
         Route("/sandbox/outcomes", set_outcomes, methods=["POST"]),
+        Route("/sandbox/webhook-url", set_webhook_url, methods=["POST"]),
         *_number_and_artefact_routes(sandbox),
     ]
 
@@ -388,6 +415,33 @@ def _validated(adapter: TypeAdapter[Any], raw: bytes) -> Any:
         return adapter.validate_json(raw)
     except ValidationError as exc:
         raise HTTPException(400, detail=_first_problem(exc)) from exc
+
+
+def _parsed_faults(raw: bytes) -> list[Fault | WebhookFault]:
+    """Read one fault or a list; items with an "event" key are webhook faults."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(400, detail="The body is not valid JSON.") from exc
+    items = body if isinstance(body, list) else [body]
+    faults = []
+    for index, item in enumerate(items):
+        try:
+            faults.append(parse_fault(item))
+        except ValidationError as exc:
+            where = f"{index}." if isinstance(body, list) else ""
+            raise HTTPException(400, detail=where + _first_problem(exc)) from exc
+    return faults
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise HTTPException(400, detail="The body is not valid JSON.") from exc
+    if not isinstance(body, dict):
+        raise HTTPException(400, detail="The body must be a JSON object.")
+    return body
 
 
 def _first_problem(exc: ValidationError) -> str:

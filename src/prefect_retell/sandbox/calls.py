@@ -1,8 +1,9 @@
 """Sandbox calls and their lifecycle, computed lazily from the clock.
 
 A call stores only what was fixed at creation (its `CallPlan`) and, if stopped, when.
-Its status is worked out at every read from the elapsed time, so no background loop
-runs and a paused test sees consistent answers:
+Its status is worked out at every read from the elapsed time, so a paused test sees
+consistent answers; only webhook delivery needs the moments of change ahead of time,
+and `webhook_times` derives them from the same plan:
 
     registered --ring--> ongoing --talk--> ended          (answered, voicemail)
     registered --ring--> not_connected                    (no_answer, busy, failed)
@@ -17,6 +18,7 @@ appears a few simulated seconds after the end, as with Retell.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +131,40 @@ def phase_at(call: CallRecord, now: float) -> Phase:
     return before
 
 
+def webhook_times(call: CallRecord) -> list[tuple[str, float]]:
+    """Return the webhook events `call` will have, each with its real epoch second.
+
+    `call_started` only for a call that connects; `call_ended` once it is final,
+    connected or not; `call_analyzed` when its analysis appears, which the sandbox
+    produces for `ended` and `not_connected` calls but not for `error` ones. A call
+    stuck live has no end yet: stop-call gives it one, after which this answers
+    differently.
+
+    Args:
+        call: The call.
+
+    Returns:
+        (event, when) pairs in the order the events happen.
+    """
+    final = phase_at(call, math.inf)
+    events: list[tuple[str, float]] = []
+    if final.start is not None:
+        events.append(("call_started", final.start))
+    if final.status in FINAL_STATUSES and final.end is not None:
+        events.append(("call_ended", final.end))
+    analysed_at = analysis_time(call, final)
+    if analysed_at is not None:
+        events.append(("call_analyzed", analysed_at))
+    return events
+
+
+def analysis_time(call: CallRecord, phase: Phase) -> float | None:
+    """Return when the analysis of a call in `phase` appears, or None if never."""
+    if phase.status not in ("ended", "not_connected") or phase.end is None:
+        return None
+    return phase.end + ANALYSIS_DELAY_SECONDS * call.time_scale
+
+
 def render_call(
     call: CallRecord,
     now: float,
@@ -137,6 +173,7 @@ def render_call(
     fresh: bool = False,
     status_override: str | None = None,
     listing: bool = False,
+    phase: Phase | None = None,
 ) -> dict[str, Any]:
     """Return the Retell call object of `call` as seen at `now`.
 
@@ -148,11 +185,15 @@ def render_call(
         status_override: A status to report instead of the computed one (the
             plan's transient status); the disconnection reason is then hidden.
         listing: Leave out the transcript fields, as list-calls does.
+        phase: The phase to render instead of the one at `now`; a call that
+            connects and ends in the same instant is still shown "ongoing" in
+            its `call_started` webhook.
 
     Returns:
         The call object, JSON-ready.
     """
-    phase = REGISTERED if fresh else phase_at(call, now)
+    if phase is None:
+        phase = REGISTERED if fresh else phase_at(call, now)
     body = _identity(call)
     body.update(_timing(phase))
     base = base_url or _FALLBACK_BASE_URL
@@ -252,9 +293,8 @@ def _conversation(call: CallRecord, phase: Phase) -> dict[str, Any]:
 
 
 def _analysis_ready(call: CallRecord, phase: Phase, now: float) -> bool:
-    if phase.status not in ("ended", "not_connected") or phase.end is None:
-        return False
-    return now >= phase.end + ANALYSIS_DELAY_SECONDS * call.time_scale
+    ready_at = analysis_time(call, phase)
+    return ready_at is not None and now >= ready_at
 
 
 def _analysis(call: CallRecord, phase: Phase) -> dict[str, Any]:

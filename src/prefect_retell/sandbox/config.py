@@ -1,13 +1,29 @@
-"""Settings of a sandbox world: key, seed, simulated time and account limits."""
+"""Settings of a sandbox world: key, seed, simulated time, limits and webhooks."""
 
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_SANDBOX_API_KEY = "key_sandbox_0000"
 """The fixed, documented fake key the sandbox accepts unless configured otherwise."""
+
+
+def check_webhook_url(url: str) -> str:
+    """Return `url` if webhooks can be POSTed to it.
+
+    Raises:
+        ValueError: If it is not an absolute http or https URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            "a webhook URL must be an absolute http or https URL, "
+            "such as http://127.0.0.1:8000/webhooks/retell"
+        )
+    return url
 
 
 class SandboxConfig(BaseModel):
@@ -64,3 +80,24 @@ class SandboxConfig(BaseModel):
         gt=0,
         description="How long (real seconds) an idempotency key is remembered.",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        description=(
+            "Account-level URL that receives the signed call_started, call_ended "
+            "and call_analyzed webhooks of every call; an agent's own "
+            "webhook_url replaces it for that agent's calls. None sends none."
+        ),
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "Real seconds a webhook delivery waits for a 2xx answer before it "
+            "counts as failed and is retried (Retell's default is 10)."
+        ),
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_webhook_url(value)

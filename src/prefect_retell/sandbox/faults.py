@@ -1,4 +1,4 @@
-"""Faults a rehearsal can stage: error answers, dropped connections, hangs, delays.
+"""Faults a rehearsal can stage: on the API's answers, and on the webhooks it sends.
 
 Each `Fault` names an endpoint ("*" for all) and an action:
 
@@ -11,16 +11,20 @@ Each `Fault` names an endpoint ("*" for all) and an action:
   with a shorter read timeout gives up although the call exists.
 - ``delay``: wait `seconds`, then process and answer normally.
 
-Faults apply in the order they were added, and each request consumes at most one.
-`after` lets that many matching requests through first; `times` is how many it then
-applies to (0 = all of them).
+Each `WebhookFault` names a webhook event ("*" for all) and what happens to its
+delivery (see `WebhookFault`): ``duplicate``, ``delay``, ``reorder`` or ``drop``.
+
+Faults apply in the order they were added, and each request (or webhook event)
+consumes at most one. `after` lets that many matching requests through first;
+`times` is how many it then applies to (0 = all of them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -39,6 +43,9 @@ FAULT_ENDPOINTS = (
     "get-retell-llm",
     "get-concurrency",
 )
+
+WEBHOOK_EVENTS = ("call_started", "call_ended", "call_analyzed")
+"""The call events the sandbox sends, in the order a call has them."""
 
 
 class Fault(BaseModel):
@@ -102,6 +109,11 @@ class Fault(BaseModel):
             )
         return value
 
+    @property
+    def target(self) -> str:
+        """The endpoint it watches, as the fault book matches it."""
+        return self.endpoint
+
     def error_body(self) -> dict[str, Any] | str:
         """Return the body an 'error' fault answers with."""
         if self.body is not None:
@@ -115,9 +127,94 @@ class Fault(BaseModel):
         return {"status": "error", "message": f"{phrase} (sandbox fault)."}
 
 
+class WebhookFault(BaseModel):
+    """A rule that changes how some webhook events are delivered.
+
+    - ``duplicate``: send `copies` identical deliveries at once, each with its
+      own signature and retries, as Retell's retries after a timeout produce.
+    - ``delay``: send the event `seconds` (real seconds) later than it happens;
+      later events of the same call may overtake it.
+    - ``reorder``: hold the event back and send it right after the call's next
+      event, e.g. `call_ended` before `call_started`. The call's last event (or
+      the last one known, for a call stuck live) cannot be held, so the fault
+      passes over it and stays armed.
+    - ``drop``: never send it, as when every retry is lost.
+
+    Examples:
+        `call_ended` posted twice at once; `call_started` after `call_ended` for
+        one destination; `call_analyzed` that never comes:
+
+        >>> twice = WebhookFault(event="call_ended", action="duplicate")
+        >>> late = WebhookFault(
+        ...     event="call_started", action="reorder", to_number="+14155550123"
+        ... )
+        >>> lost = WebhookFault(event="call_analyzed", action="drop", times=0)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: str = Field(
+        description=f"One of {', '.join(WEBHOOK_EVENTS)}, or '*' for all."
+    )
+    action: Literal["duplicate", "delay", "reorder", "drop"]
+    copies: int = Field(
+        default=2, ge=2, le=20, description="For 'duplicate': deliveries sent."
+    )
+    seconds: float = Field(
+        default=0, ge=0, description="For 'delay': real seconds added."
+    )
+    times: int = Field(
+        default=1, ge=0, description="Events it applies to; 0 means every one."
+    )
+    after: int = Field(
+        default=0, ge=0, description="Matching events to let through first."
+    )
+    to_number: str | None = Field(
+        default=None, description="Only events of calls to this destination."
+    )
+    call_id: str | None = Field(default=None, description="Only events of this call.")
+
+    @field_validator("event")
+    @classmethod
+    def _known_event(cls, value: str) -> str:
+        if value != "*" and value not in WEBHOOK_EVENTS:
+            raise ValueError(
+                f"unknown event {value!r}; use '*' or one of "
+                f"{', '.join(WEBHOOK_EVENTS)}"
+            )
+        return value
+
+    @property
+    def target(self) -> str:
+        """The event it watches, as the fault book matches it."""
+        return self.event
+
+
+class _Targeted(Protocol):
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def times(self) -> int: ...
+
+    @property
+    def after(self) -> int: ...
+
+    @property
+    def to_number(self) -> str | None: ...
+
+    @property
+    def call_id(self) -> str | None: ...
+
+    def model_dump(self) -> dict[str, Any]: ...
+
+
+FaultT = TypeVar("FaultT", bound=_Targeted)
+
+
 @dataclass
-class _ArmedFault:
-    fault: Fault
+class _ArmedFault(Generic[FaultT]):
+    fault: FaultT
     seen: int = 0
     applied: int = 0
 
@@ -125,27 +222,25 @@ class _ArmedFault:
     def spent(self) -> bool:
         return self.fault.times > 0 and self.applied >= self.fault.times
 
-    def matches(
-        self, endpoint: str, call_id: str | None, to_number: str | None
-    ) -> bool:
+    def matches(self, target: str, call_id: str | None, to_number: str | None) -> bool:
         fault = self.fault
-        if fault.endpoint not in ("*", endpoint):
+        if fault.target not in ("*", target):
             return False
         if fault.call_id is not None and fault.call_id != call_id:
             return False
         return fault.to_number is None or fault.to_number == to_number
 
 
-class FaultBook:
-    """The faults of a sandbox and how often each has fired.
+class FaultBook(Generic[FaultT]):
+    """The faults of one kind (API or webhook) and how often each has fired.
 
     Not thread-safe by itself; the `Sandbox` calls it under its lock.
     """
 
     def __init__(self) -> None:
-        self._armed: list[_ArmedFault] = []
+        self._armed: list[_ArmedFault[FaultT]] = []
 
-    def add(self, fault: Fault) -> None:
+    def add(self, fault: FaultT) -> None:
         """Arm a fault after the existing ones."""
         self._armed.append(_ArmedFault(fault))
 
@@ -155,20 +250,26 @@ class FaultBook:
 
     def take(
         self,
-        endpoint: str,
+        target: str,
         *,
         call_id: str | None = None,
         to_number: str | None = None,
-    ) -> Fault | None:
-        """Return the fault this request triggers, counting it, or None.
+        applicable: Callable[[FaultT], bool] | None = None,
+    ) -> FaultT | None:
+        """Return the fault this request or event triggers, counting it, or None.
 
         Args:
-            endpoint: The endpoint name, e.g. "create-phone-call".
-            call_id: The call the request is about, if any.
-            to_number: The destination the request is about, if known.
+            target: The endpoint name, e.g. "create-phone-call", or the webhook
+                event, e.g. "call_ended".
+            call_id: The call the request or event is about, if any.
+            to_number: The destination it is about, if known.
+            applicable: Says whether a matching fault can act here at all; one
+                that cannot is passed over without being counted.
         """
         for armed in self._armed:
-            if armed.spent or not armed.matches(endpoint, call_id, to_number):
+            if armed.spent or not armed.matches(target, call_id, to_number):
+                continue
+            if applicable is not None and not applicable(armed.fault):
                 continue
             armed.seen += 1
             if armed.seen <= armed.fault.after:
@@ -187,3 +288,18 @@ class FaultBook:
             }
             for armed in self._armed
         ]
+
+
+def parse_fault(
+    fault: Fault | WebhookFault | Mapping[str, Any],
+) -> Fault | WebhookFault:
+    """Return an API or webhook fault from either model or its JSON form.
+
+    Raises:
+        pydantic.ValidationError: If the JSON form is not a valid fault.
+    """
+    if isinstance(fault, (Fault, WebhookFault)):
+        return fault
+    if isinstance(fault, Mapping) and "event" in fault:
+        return WebhookFault.model_validate(fault)
+    return Fault.model_validate(fault)

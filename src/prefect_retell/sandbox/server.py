@@ -220,7 +220,8 @@ def _uvicorn_config(app: object) -> uvicorn.Config:
         app,
         log_config=None,
         access_log=False,
-        lifespan="off",
+        # The lifespan starts and stops the webhook dispatcher.
+        lifespan="on",
         http="h11",
         ws="none",
         loop="asyncio",

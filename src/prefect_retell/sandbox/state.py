@@ -1,9 +1,11 @@
 """The in-memory world of a sandbox: numbers, agents, calls, limits, faults, stats.
 
 `Sandbox` is what the HTTP app serves and what Python code (tests, demos,
-benchmarks) steers directly: `set_outcome`, `add_fault`, `set_cps`, `stats`,
-`reset`. Every method takes one lock, because the server's event loop and the
-caller's threads touch the same object; no method waits while holding it.
+benchmarks) steers directly: `set_outcome`, `add_fault`, `set_cps`,
+`set_webhook_url`, `stats`, `reset`. Every method takes one lock, because the
+server's event loop and the caller's threads touch the same object; no method
+waits while holding it. Webhooks are queued here as calls are placed and stopped,
+and sent by the running server's `WebhookDispatcher` (see `webhooks`).
 
 Limits mirror Retell's account limits:
 
@@ -31,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import LIVE_STATUSES, CallRecord, Phase, phase_at, render_call
-from .config import SandboxConfig
+from .config import SandboxConfig, check_webhook_url
 from .errors import RATE_LIMITED_MESSAGE, ApiError, bad_request, not_found
-from .faults import Fault, FaultBook
+from .faults import Fault, FaultBook, WebhookFault, parse_fault
 from .listing import Page, call_filter, paginate, parse_page_request
 from .outcomes import (
     CallPlan,
@@ -49,10 +51,18 @@ from .validation import (
     parse_number_update,
     require_e164,
 )
+from .webhooks import (
+    Delivery,
+    WebhookLedger,
+    delivery_options,
+    encode_payload,
+    sign_body,
+)
 from .world import seed_agents, seed_cps, seed_llms, seed_phone_numbers
 
 CPS_WINDOW_SECONDS = 1.0
 RETRY_AFTER_HEADERS = {"Retry-After": "1"}
+GET_CALL_ROUTE = "GET /v2/get-call/{call_id}"
 
 
 @dataclass
@@ -64,6 +74,7 @@ class _Counters:
     )
     idempotent_replays: int = 0
     max_live_calls: int = 0
+    get_call_requests: Counter[str] = field(default_factory=Counter)
 
 
 class Sandbox:
@@ -82,6 +93,7 @@ class Sandbox:
         >>> sandbox = Sandbox(SandboxConfig(time_scale=0.01))
         >>> sandbox.set_outcome("+14155550171", Outcome(kind="stuck_ongoing"))
         >>> sandbox.set_cps("+16505550100", 2)
+        >>> sandbox.set_webhook_url("http://127.0.0.1:8000/webhooks/retell")
     """
 
     def __init__(
@@ -100,6 +112,8 @@ class Sandbox:
         self._agents = seed_agents(now_ms)
         self._llms = seed_llms(now_ms)
         self._dnc = frozenset(self.config.dnc_numbers)
+        self._resets = 0
+        self._webhook_watcher: Callable[[], None] | None = None
         self._forget_activity()
 
     # -- steering (Python API) -------------------------------------------------
@@ -129,24 +143,58 @@ class Sandbox:
                 raise ValueError("an outcome list needs at least one outcome")
             self._outcomes[to_number] = [Outcome.model_validate(o) for o in items]
 
-    def add_fault(self, fault: Fault | Mapping[str, Any]) -> None:
+    def add_fault(self, fault: Fault | WebhookFault | Mapping[str, Any]) -> None:
         """Arm a fault after those already armed.
 
         Args:
-            fault: The fault (or its JSON form).
+            fault: An API fault or a webhook fault, or the JSON form of either
+                (one with an "event" key is a webhook fault).
         """
+        parsed = parse_fault(fault)
         with self._lock:
-            self._faults.add(Fault.model_validate(fault))
+            if isinstance(parsed, WebhookFault):
+                self._webhook_faults.add(parsed)
+            else:
+                self._faults.add(parsed)
 
     def clear_faults(self) -> None:
-        """Disarm every fault."""
+        """Disarm every fault, API and webhook ones alike."""
         with self._lock:
             self._faults.clear()
+            self._webhook_faults.clear()
 
     def faults(self) -> list[dict[str, Any]]:
-        """Return the armed faults with how often each has fired."""
+        """Return the armed faults with how often each has fired.
+
+        API faults come first, then webhook faults (those with an "event" key).
+        """
         with self._lock:
-            return self._faults.report()
+            return self._faults.report() + self._webhook_faults.report()
+
+    def set_webhook_url(self, url: str | None, *, agent_id: str | None = None) -> None:
+        """Say where the webhooks of calls go, from their next event on.
+
+        Args:
+            url: An http(s) URL, or None to send no webhooks (account level) or
+                to fall back to the account's URL (agent level).
+            agent_id: Set the URL of this agent (every version) instead of the
+                account's; it replaces the account's URL for the agent's calls,
+                and get-agent shows it.
+
+        Raises:
+            KeyError: If `agent_id` is not an agent of the sandbox.
+            ValueError: If `url` is not an http(s) URL.
+        """
+        if url is not None:
+            url = check_webhook_url(url)
+        with self._lock:
+            if agent_id is None:
+                self._webhooks.account_url = url
+                return
+            if agent_id not in self._agents:
+                raise KeyError(f"not an agent of the sandbox: {agent_id}")
+            for version in self._agents[agent_id]:
+                version["webhook_url"] = url
 
     def set_cps(self, phone_number: str, cps: int) -> None:
         """Set how many calls per second `phone_number` may start.
@@ -174,7 +222,15 @@ class Sandbox:
             for connections a fault broke), `rate_limited` (cps; concurrency,
             which in "error_call" mode counts the calls accepted as errors;
             injected 429 faults), `idempotent_replays`, `max_live_calls`,
-            `live_calls` and `calls`: one entry per call with its current status.
+            `live_calls`, `webhooks` and `calls`: one entry per call with its
+            current status and `get_call_requests`, the get-call requests that
+            named it (faulted ones included), which shows whether it was polled.
+
+            `webhooks` holds, per event type, `attempted` (POSTs sent, retries
+            and duplicate copies included), `acknowledged` (deliveries answered
+            2xx), `failed` (deliveries given up after the last retry) and
+            `dropped` (deliveries a drop fault swallowed), and `in_flight`: the
+            deliveries handed to the server and not finished yet.
         """
         with self._lock:
             now = self._clock()
@@ -186,6 +242,7 @@ class Sandbox:
                 "idempotent_replays": counters.idempotent_replays,
                 "max_live_calls": counters.max_live_calls,
                 "live_calls": self._live_count(now),
+                "webhooks": self._webhooks.report(),
                 "calls": [
                     self._call_summary(call, now) for call in self._calls.values()
                 ],
@@ -195,14 +252,20 @@ class Sandbox:
         """Return to the seeded world, as the sandbox started.
 
         Calls, faults, outcome overrides, idempotency keys and stats are
-        forgotten; numbers get back their seeded agents and CPS. The
-        configuration stays.
+        forgotten; numbers get back their seeded agents and CPS. Webhooks not
+        yet sent are abandoned, agents lose their webhook URL and the account's
+        returns to the configured one. The configuration stays.
         """
         with self._lock:
             now_ms = round(self._clock() * 1000)
             self._numbers = seed_phone_numbers(now_ms)
             self._cps = seed_cps(self.config.concurrency_limit)
+            for versions in self._agents.values():
+                for version in versions:
+                    version["webhook_url"] = None
+            self._resets += 1
             self._forget_activity()
+        self._nudge_webhooks()
 
     def get_call(self, call_id: str) -> dict[str, Any]:
         """Return the call object GET /v2/get-call would answer.
@@ -247,7 +310,9 @@ class Sandbox:
             agent = self._resolve_agent(request, number)
             self._admit(request.from_number, now)
             call = self._place(request, agent, now)
-            return render_call(call, now, base_url=self.base_url, fresh=True)
+            answer = render_call(call, now, base_url=self.base_url, fresh=True)
+        self._nudge_webhooks()
+        return answer
 
     def read_call(self, call_id: str) -> dict[str, Any]:
         """Handle GET /v2/get-call/{call_id}.
@@ -300,9 +365,12 @@ class Sandbox:
         with self._lock:
             call = self._find_call(call_id)
             now = self._clock()
-            if phase_at(call, now).status in LIVE_STATUSES:
-                call.stopped_at = now
-                self._live.discard(call_id)
+            if phase_at(call, now).status not in LIVE_STATUSES:
+                return
+            call.stopped_at = now
+            self._live.discard(call_id)
+            self._webhooks.schedule(call)
+        self._nudge_webhooks()
 
     def get_phone_number(self, phone_number: str) -> dict[str, Any]:
         """Handle GET /get-phone-number/{phone_number}."""
@@ -411,10 +479,18 @@ class Sandbox:
                 self._stats.rate_limited["injected"] += 1
             return fault
 
-    def record_request(self, route: str) -> None:
-        """Count a request to a Retell route, keyed "METHOD /template"."""
+    def record_request(self, route: str, *, call_id: str | None = None) -> None:
+        """Count a request to a Retell route, keyed "METHOD /template".
+
+        Args:
+            route: "METHOD /template".
+            call_id: The call named in the path, if any; get-call requests are
+                also counted per call.
+        """
         with self._lock:
             self._stats.requests[route] += 1
+            if route == GET_CALL_ROUTE and call_id is not None:
+                self._stats.get_call_requests[call_id] += 1
 
     def record_response(self, status: int | str) -> None:
         """Count an answer by status code ("dropped" for broken connections)."""
@@ -438,6 +514,75 @@ class Sandbox:
             phase = phase_at(call, self._clock())
             return phase.status == "ended" and phase.start is not None
 
+    # -- webhooks (used by the server's WebhookDispatcher) ----------------------
+
+    def watch_webhooks(self, callback: Callable[[], None] | None) -> None:
+        """Register the one function called when webhooks may have become due.
+
+        It is called from whichever thread placed, stopped or reset calls, after
+        the lock is released, and must only schedule work, never wait.
+
+        Args:
+            callback: The function, or None to stop being told.
+        """
+        with self._lock:
+            self._webhook_watcher = callback
+
+    @property
+    def webhook_generation(self) -> int:
+        """How many resets the sandbox has had; older deliveries are stale."""
+        with self._lock:
+            return self._webhooks.generation
+
+    def seconds_until_next_webhook(self) -> float | None:
+        """Return real seconds until the next queued event is due, or None."""
+        with self._lock:
+            due = self._webhooks.next_due()
+            return None if due is None else max(0.0, due - self._clock())
+
+    def take_due_webhooks(self) -> list[Delivery]:
+        """Take the events that are due and turn them into deliveries.
+
+        Events of calls with no webhook URL (neither the agent's nor the
+        account's) are used up without being sent. Each event consumes at most
+        one webhook fault.
+        """
+        with self._lock:
+            now = self._clock()
+            deliveries = []
+            for call, event, when in self._webhooks.pop_due(now, self._calls):
+                url = call.agent.get("webhook_url") or self._webhooks.account_url
+                if url:
+                    deliveries.append(self._delivery(call, event, when, url))
+            return deliveries
+
+    def sign_webhook(self, body: bytes) -> str:
+        """Return the `x-retell-signature` value for `body`, signed now."""
+        timestamp_ms = round(self._clock() * 1000)
+        return sign_body(body, self.config.api_key, timestamp_ms)
+
+    def record_webhook(self, delivery: Delivery, outcome: str) -> None:
+        """Count an attempt, an acknowledgement or a failure of a delivery copy.
+
+        Args:
+            delivery: The delivery; those from before a reset are not counted.
+            outcome: "attempted", "acknowledged" or "failed".
+        """
+        with self._lock:
+            if delivery.generation == self._webhooks.generation:
+                self._webhooks.count(outcome, delivery.event)
+
+    def settle_webhook(self, delivery: Delivery) -> None:
+        """Note that one copy of a delivery finished, one way or another."""
+        with self._lock:
+            if delivery.generation == self._webhooks.generation:
+                self._webhooks.in_flight -= 1
+
+    def abandon_webhooks(self) -> None:
+        """Note that no delivery is in flight any more: the dispatcher stopped."""
+        with self._lock:
+            self._webhooks.in_flight = 0
+
     # -- internals -------------------------------------------------------------
 
     def _forget_activity(self) -> None:
@@ -447,8 +592,48 @@ class Sandbox:
         self._recent_creates: dict[str, deque[float]] = {}
         self._outcomes: dict[str, list[Outcome]] = {}
         self._placed_to: Counter[str] = Counter()
-        self._faults = FaultBook()
+        self._faults: FaultBook[Fault] = FaultBook()
+        self._webhook_faults: FaultBook[WebhookFault] = FaultBook()
         self._stats = _Counters()
+        self._webhooks = WebhookLedger(self.config.webhook_url, generation=self._resets)
+
+    def _nudge_webhooks(self) -> None:
+        with self._lock:
+            watcher = self._webhook_watcher
+        if watcher is not None:
+            watcher()
+
+    def _delivery(
+        self, call: CallRecord, event: str, when: float, url: str
+    ) -> Delivery:
+        ledger = self._webhooks
+
+        def applicable(fault: WebhookFault) -> bool:
+            return fault.action != "reorder" or ledger.has_later_event(call, event)
+
+        fault = self._webhook_faults.take(
+            event,
+            call_id=call.call_id,
+            to_number=call.to_number,
+            applicable=applicable,
+        )
+        body = encode_payload(event, self._webhook_call(call, event, when))
+        delivery = Delivery(
+            event, call.call_id, url, body, ledger.generation, **delivery_options(fault)
+        )
+        if delivery.dropped:
+            ledger.count("dropped", event)
+        else:
+            ledger.in_flight += delivery.copies
+        return delivery
+
+    def _webhook_call(
+        self, call: CallRecord, event: str, when: float
+    ) -> dict[str, Any]:
+        # The call as get-call shows it at the event's moment; a call that
+        # connects and ends in one instant still starts "ongoing".
+        phase = Phase("ongoing", start=when) if event == "call_started" else None
+        return render_call(call, when, base_url=self.base_url, phase=phase)
 
     def _override(self, to_number: str) -> Outcome | None:
         sequence = self._outcomes.get(to_number)
@@ -546,6 +731,7 @@ class Sandbox:
         if request.idempotency_key:
             self._idempotency[request.idempotency_key] = (call.call_id, now)
         self._live.add(call.call_id)
+        self._webhooks.schedule(call)
         self._stats.max_live_calls = max(
             self._stats.max_live_calls, self._live_count(now)
         )
@@ -638,6 +824,7 @@ class Sandbox:
             "agent_id": call.agent["agent_id"],
             "call_status": phase_at(call, now).status,
             "metadata": copy.deepcopy(call.metadata),
+            "get_call_requests": self._stats.get_call_requests[call.call_id],
         }
 
 
