@@ -37,7 +37,7 @@ CampaignStart = Literal["none", "deployment", "subflow"]
 
 # The columns a campaign reads; every column becomes a prompt variable, so the
 # export leaves out what the agent has no use for (the consent flag, internal ids).
-_EXPORTED_COLUMNS = ("Phone", "First Name", "Next Visit")
+_EXPORTED_COLUMNS = ("Phone", "First Name", "Appointment Date", "Clinic")
 _STATUSES: dict[str, frozenset[str]] = {
     "due": frozenset({"due"}),
     "overdue": frozenset({"overdue"}),
@@ -99,7 +99,7 @@ async def export_due_contacts(
 
     Args:
         source: The CRM export to read: a CSV with the columns Phone, First Name,
-            Next Visit, Consent to Call and Reminder.
+            Appointment Date, Clinic, Consent to Call and Reminder.
         output: Where to write the contact list. A relative path is taken from the
             run's working directory; the campaign reads the same path.
         reminders: Which customers to call: reminder due, overdue, or either.

@@ -252,7 +252,7 @@ def test_export_selects_consenting_customers_with_open_reminders():
         "Fenella",
         "Hyacinth",
     ]
-    assert set(due[0]) == {"Phone", "First Name", "Next Visit"}
+    assert set(due[0]) == {"Phone", "First Name", "Appointment Date", "Clinic"}
 
 
 async def test_export_then_subflow_calls_exactly_the_exported_list(
