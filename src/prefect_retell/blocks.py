@@ -42,29 +42,36 @@ class RetellCredentials(CredentialsBlock):
     api_key: SecretStr = Field(
         default=...,
         title="API key",
-        description="The Retell API key, sent as a bearer token.",
+        description=(
+            "The Retell API key (key_...), from the API Keys page of the Retell "
+            "dashboard. It is sent as a bearer token and never logged or shown."
+        ),
     )
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
         title="Base URL",
-        description="Where the Retell API is served; change it only for a sandbox.",
+        description=(
+            "Where the Retell API is served. Keep the default for Retell; give a "
+            "sandbox's address (such as http://127.0.0.1:8765) to rehearse."
+        ),
     )
     timeout_seconds: float = Field(
         default=30.0,
         gt=0,
-        description="How long to wait for Retell to answer one request.",
+        description="Seconds to wait for Retell to answer one request.",
     )
     connect_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
-        description="How long to wait for a connection to Retell.",
+        description="Seconds to wait for a connection to Retell.",
     )
     max_attempts: int = Field(
         default=5,
         ge=1,
         le=20,
         description=(
-            "Attempts per request in all, for 429, 5xx and connection failures."
+            "Attempts per request in all (1 to 20): a request answered 429 or 5xx, "
+            "or whose connection failed, is tried again up to this count."
         ),
     )
 

@@ -173,28 +173,34 @@ async def outbound_campaign(
             stores and shows flow parameters in full, and the list is personal
             data.
         from_number: The account's number to call from, in E.164.
-        credentials: Name of a saved RetellCredentials block; empty reads
-            RETELL_API_KEY and RETELL_BASE_URL.
+        credentials: A saved RetellCredentials block, or its name. None reads
+            RETELL_API_KEY and RETELL_BASE_URL from the environment.
         cps: Calls per second, at most what the number's provider allows
             (Twilio 5, Telnyx 16, custom telephony concurrency / 20).
-        max_concurrency: Calls live at once; empty uses the account's limit.
+        max_concurrency: Calls live at once for this campaign; None uses the
+            account's limit.
         agent_id: Agent for every call of this campaign, overriding the number's
-            outbound agents for these calls only.
-        agent_version: Version of that agent: a number or a tag.
+            outbound agents for these calls only; None keeps the number's.
+        agent_version: Version of that agent: a number, a tag, "latest" or
+            "latest_published"; None leaves the choice to Retell.
         outbound_agents: Weighted agents to bind to the number before dialling
             (weights sum to 1); this changes the number for later calls too.
-        default_region: Country (ISO code) of numbers written without one.
-        phone_column: Column holding the number; found by its name if empty.
-        encoding: The file's text encoding; found from its bytes if empty
+        default_region: Country of numbers written without a country code, as
+            a two-letter ISO code (US, GB, DE, ...).
+        phone_column: Column holding the number; None finds it by its name
+            (Phone, Mobile, Tel, ...).
+        encoding: The file's text encoding; None finds it from the file's bytes
             (UTF-8 with or without a byte-order mark, UTF-16, Windows-1252).
-        delimiter: The field separator; found from the file if empty.
+        delimiter: The field separator; None finds it from the file (comma,
+            semicolon, tab, ...).
         campaign_id: A stable name for this campaign; run again under the same
-            name, it resumes without dialling anyone twice. Empty: derived from
+            name, it resumes without dialling anyone twice. None derives it from
             the list's content, the from-number and the agent.
-        metadata: Metadata added to every call.
-        call_timeout_seconds: Longest time to follow one call before reporting it
-            as timed out.
-        poll_interval_seconds: Pause between two reads of a live call.
+        metadata: Text values added to the metadata of every call, which Retell
+            keeps with the call and sends back in its webhooks.
+        call_timeout_seconds: Longest time, in seconds, to follow one call before
+            reporting it as timed out.
+        poll_interval_seconds: Seconds between two reads of a live call.
         stop_calls_on_timeout: Stop a call still live when its wait runs out.
         monitor: How each call is followed to its end. `poll` reads live calls
             from Retell; `events` waits for the call events that
