@@ -28,6 +28,7 @@ from prefect_retell import outbound_call, outbound_campaign
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contact_export import export_due_contacts  # noqa: E402
+from follow_up import UNSUCCESSFUL_CALL, follow_up_call  # noqa: E402
 
 NIGHTLY_CRON = "0 18 * * *"
 NIGHTLY_TIMEZONE = "America/Los_Angeles"
@@ -114,6 +115,18 @@ def chained_deployments() -> list[RunnerDeployment]:
     return [export, export_and_call, after_export]
 
 
+def follow_up_deployments() -> list[RunnerDeployment]:
+    """The follow-up that an unsuccessful call's event starts (see follow_up.py)."""
+    follow_up = follow_up_call.to_deployment(
+        name="retell-follow-up",
+        description="Add the person of an unsuccessful call to a callback list.",
+        parameters={"credentials": "retell", "callback_list": "callbacks.csv"},
+        triggers=[UNSUCCESSFUL_CALL],
+        tags=["retell"],
+    )
+    return [follow_up]
+
+
 def export_completed_trigger() -> DeploymentEventTrigger:
     """Fire when a run of the export deployment completes; pass on its list.
 
@@ -135,4 +148,4 @@ def export_completed_trigger() -> DeploymentEventTrigger:
 
 
 if __name__ == "__main__":
-    serve(*campaign_deployments(), *chained_deployments())
+    serve(*campaign_deployments(), *chained_deployments(), *follow_up_deployments())

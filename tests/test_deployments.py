@@ -63,7 +63,11 @@ def _yaml_deployments() -> list[dict[str, Any]]:
 def _served_deployments() -> dict[str, Any]:
     """Build serve.py's deployments without serving them."""
     module = runpy.run_path(str(DEPLOYMENTS / "serve.py"), run_name="not_main")
-    built = module["campaign_deployments"]() + module["chained_deployments"]()
+    built = (
+        module["campaign_deployments"]()
+        + module["chained_deployments"]()
+        + module["follow_up_deployments"]()
+    )
     return {deployment.name: deployment for deployment in built}
 
 
