@@ -3,7 +3,9 @@
 - `RetellCredentials`: a block holding the API key, returning a `RetellClient`;
 - tasks: `bind_agents`, `create_call`, `get_call`, `wait_for_call`;
 - flows: `outbound_call` and `outbound_campaign`;
-- `load_contacts`: a contact list read and normalised to E.164.
+- `load_contacts`: a contact list read and normalised to E.164;
+- `create_webhook_app`: a receiver that turns Retell's signed call webhooks into
+  Prefect events, with the signing, checking and mapping it is built from.
 """
 
 from prefect_retell.blocks import RetellCredentials
@@ -30,16 +32,36 @@ from prefect_retell.models import (
     PhoneNumber,
     is_final_status,
 )
+from prefect_retell.receiver import (
+    DeliveryPolicy,
+    WebhookReceiverServer,
+    create_webhook_app,
+    run_webhook_receiver,
+)
 from prefect_retell.results import CampaignResult, ContactResult
 from prefect_retell.tasks import bind_agents, create_call, get_call, wait_for_call
+from prefect_retell.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookDeduplicator,
+    WebhookEvent,
+    WebhookPayloadError,
+    WebhookSignatureError,
+    is_failed_call,
+    parse_webhook,
+    prefect_events_for,
+    sign_webhook,
+    verify_webhook,
+)
 
 __all__ = [
     "FINAL_CALL_STATUSES",
+    "SIGNATURE_HEADER",
     "AgentWeight",
     "CampaignResult",
     "ContactList",
     "ContactResult",
     "ContactsError",
+    "DeliveryPolicy",
     "PhoneCall",
     "PhoneCallRequest",
     "PhoneNumber",
@@ -56,12 +78,24 @@ __all__ = [
     "RetellServerError",
     "RetellValidationError",
     "RetryPolicy",
+    "WebhookDeduplicator",
+    "WebhookEvent",
+    "WebhookPayloadError",
+    "WebhookReceiverServer",
+    "WebhookSignatureError",
     "bind_agents",
     "create_call",
+    "create_webhook_app",
     "get_call",
+    "is_failed_call",
     "is_final_status",
     "load_contacts",
     "outbound_call",
     "outbound_campaign",
+    "parse_webhook",
+    "prefect_events_for",
+    "run_webhook_receiver",
+    "sign_webhook",
+    "verify_webhook",
     "wait_for_call",
 ]

@@ -103,7 +103,42 @@ def _parser() -> argparse.ArgumentParser:
         "started in this process, on Prefect's embedded server. No key needed.",
     )
     demo.add_argument("--results", help="write one row per contact (.csv or .json)")
+    _add_webhooks_commands(commands)
     return parser
+
+
+def _add_webhooks_commands(commands: argparse._SubParsersAction) -> None:
+    webhooks = commands.add_parser(
+        "webhooks",
+        help="receive Retell's call webhooks as Prefect events",
+        description="Receive Retell's signed call webhooks and send them on to the "
+        "Prefect API as events.",
+    )
+    actions = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    serve = actions.add_parser(
+        "serve",
+        help="serve the webhook receiver",
+        description="Serve the webhook receiver: it checks each webhook's "
+        "signature with the Retell API key, answers at once, and sends "
+        "retell.call.started, .ended, .analyzed and .failed events to the Prefect "
+        "API named by PREFECT_API_URL, queueing them while that API is down. "
+        "Point Retell's webhook URL at the address it prints, through a reverse "
+        "proxy with TLS.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="default: 8080")
+    serve.add_argument(
+        "--credentials-block",
+        metavar="NAME",
+        help="name of a saved RetellCredentials block holding the key flagged for "
+        "webhooks (default: RETELL_API_KEY)",
+    )
+    serve.add_argument(
+        "--include-transcript",
+        action="store_true",
+        help="put each call's transcript in the events; Prefect shows event "
+        "payloads to anyone with access to its UI",
+    )
 
 
 def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
@@ -193,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "demo":
         return _demo(args)
+    if args.command == "webhooks":
+        return _serve_webhooks(args)
     return _campaign(args)
 
 
@@ -230,6 +267,65 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _serve_webhooks(args: argparse.Namespace) -> int:
+    from prefect.settings import PREFECT_API_URL
+
+    from prefect_retell.receiver import create_webhook_app, run_webhook_receiver
+
+    if not PREFECT_API_URL.value():
+        # Checked before a block is loaded: with no URL, loading it would start
+        # a temporary Prefect server, and the events would go nowhere.
+        print(
+            "error: no Prefect API to send call events to; set PREFECT_API_URL, "
+            "e.g. `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        api_key = _webhook_key(args.credentials_block)
+        app = create_webhook_app(api_key, include_transcript=args.include_transcript)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    # One line per webhook received: what a person watching the receiver wants.
+    logging.getLogger("prefect_retell.receiver").setLevel(logging.INFO)
+
+    def ready(url: str) -> None:
+        print(f"Receiving Retell webhooks at {url}/", flush=True)
+        print(f"Sending call events to the Prefect API at {app.state.prefect_api_url}")
+        print(f"Health: GET {url}/healthz. Stop with Ctrl-C.", flush=True)
+
+    try:
+        run_webhook_receiver(app, args.host, args.port, on_ready=ready)
+    except OSError as exc:
+        print(
+            f"error: cannot serve on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _webhook_key(block_name: str | None) -> str:
+    """The key that signs webhooks: a saved block's, or RETELL_API_KEY."""
+    import httpx
+
+    from prefect_retell.blocks import RetellCredentials
+
+    if block_name:
+        try:
+            credentials = RetellCredentials.load(block_name)
+        except httpx.HTTPError as exc:
+            raise ValueError(
+                f"cannot load block {block_name} from the Prefect API "
+                f"({type(exc).__name__}); is the server running?"
+            ) from exc
+    else:
+        credentials = RetellCredentials.from_env()
+    return credentials.api_key.get_secret_value()
 
 
 def _results_problem(results: str | None) -> str | None:

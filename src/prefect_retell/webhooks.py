@@ -78,7 +78,16 @@ class WebhookSignatureError(RetellError):
 
 
 class WebhookPayloadError(RetellError, ValueError):
-    """A webhook body is not JSON or not the shape of a Retell call event."""
+    """A webhook body is not JSON or not the shape of a Retell call event.
+
+    Attributes:
+        reason: `not_json`, or `not_an_event` for JSON of another shape; a
+            receiver answers them differently (400 and 422).
+    """
+
+    def __init__(self, message: str, *, reason: str):
+        self.reason = reason
+        super().__init__(message)
 
 
 class WebhookEvent(BaseModel):
@@ -213,7 +222,7 @@ def parse_webhook(body: bytes) -> WebhookEvent:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WebhookPayloadError(
-            f"Retell webhook body is not JSON ({len(body)} bytes)"
+            f"Retell webhook body is not JSON ({len(body)} bytes)", reason="not_json"
         ) from exc
     try:
         return WebhookEvent.model_validate(data)
@@ -222,7 +231,8 @@ def parse_webhook(body: bytes) -> WebhookEvent:
         fields = sorted({".".join(map(str, e["loc"])) or "body" for e in exc.errors()})
         raise WebhookPayloadError(
             "Retell webhook body is not a call event; wrong or missing: "
-            + ", ".join(fields)
+            + ", ".join(fields),
+            reason="not_an_event",
         ) from exc
 
 
@@ -408,6 +418,11 @@ class WebhookDeduplicator:
             if len(self._seen) > self.max_entries:
                 self._seen.popitem(last=False)
             return True
+
+    def claimed(self, call_id: str, event: str) -> bool:
+        """Tell whether a pair was claimed, without claiming it or refreshing it."""
+        with self._lock:
+            return (call_id, event) in self._seen
 
     def release(self, call_id: str, event: str) -> None:
         """Forget a pair, so that a redelivery is handled after a failed attempt."""
