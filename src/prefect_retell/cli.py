@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import json
 import logging
@@ -452,7 +453,7 @@ def _run_on_sandbox(options: dict):
     from prefect_retell.blocks import RetellCredentials
     from prefect_retell.sandbox import serve_sandbox
 
-    with serve_sandbox() as server:
+    with serve_sandbox() as server, contextlib.ExitStack() as stack:
         credentials = RetellCredentials(
             api_key=server.sandbox.config.api_key, base_url=server.base_url
         )
@@ -463,8 +464,32 @@ def _run_on_sandbox(options: dict):
         if options.get("poll_interval_seconds") == 2.0:
             # Sandbox calls last seconds, not minutes.
             options["poll_interval_seconds"] = 0.5
+        if options.get("monitor") == "events":
+            receiver = stack.enter_context(_receiver_for(server.sandbox.config.api_key))
+            server.sandbox.set_webhook_url(receiver.url)
         result = asyncio.run(_flow(options, credentials))
         return result, server.sandbox.stats()
+
+
+def _receiver_for(api_key: str):
+    """A webhook receiver in this process, sending to the flow's Prefect API.
+
+    With no PREFECT_API_URL the flow runs on Prefect's embedded server, started
+    here first so that the receiver's events reach that same server.
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from prefect_retell.receiver import WebhookReceiverServer, create_webhook_app
+
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        embedded = SubprocessASGIServer()
+        embedded.start()
+        api_url = embedded.api_url
+    app = create_webhook_app(api_key, prefect_api_url=api_url)
+    return WebhookReceiverServer(app, host="127.0.0.1")
 
 
 def _sandbox_report(stats: dict, from_number: str) -> str:
