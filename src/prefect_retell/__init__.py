@@ -3,7 +3,9 @@
 - `RetellCredentials`: a block holding the API key, returning a `RetellClient`;
 - tasks: `bind_agents`, `create_call`, `get_call`, `wait_for_call`;
 - flows: `outbound_call` and `outbound_campaign`;
-- `load_contacts`: a contact list read and normalised to E.164.
+- `load_contacts`: a contact list read and normalised to E.164;
+- `CallingWindow` and `SuppressionList`: when recipients may be called, and who
+  never.
 """
 
 from prefect_retell.blocks import RetellCredentials
@@ -31,11 +33,14 @@ from prefect_retell.models import (
     is_final_status,
 )
 from prefect_retell.results import CampaignResult, ContactResult
+from prefect_retell.suppression import SuppressionList
 from prefect_retell.tasks import bind_agents, create_call, get_call, wait_for_call
+from prefect_retell.windows import CallingWindow
 
 __all__ = [
     "FINAL_CALL_STATUSES",
     "AgentWeight",
+    "CallingWindow",
     "CampaignResult",
     "ContactList",
     "ContactResult",
@@ -56,6 +61,7 @@ __all__ = [
     "RetellServerError",
     "RetellValidationError",
     "RetryPolicy",
+    "SuppressionList",
     "bind_agents",
     "create_call",
     "get_call",
