@@ -100,3 +100,45 @@ def test_results_csv_keeps_formulas_inert(tmp_path):
     first, second = csv.DictReader(path.open())
     assert (first["raw_phone"], first["note"]) == ('\'=HYPERLINK("x")', "'@cmd")
     assert second["to_number"] == "+14155550123"
+
+
+def _redialled_row() -> ContactResult:
+    """A row called twice without an answer, its third call due after a deadline."""
+    return ContactResult(
+        row=3,
+        outcome="called",
+        to_number="+14155550161",
+        call_id="call_fx_2",
+        call_status="not_connected",
+        disconnection_reason="dial_no_answer",
+        attempts=[
+            CallAttempt(attempt=1, call_id="call_fx_1", duration_ms=0),
+            CallAttempt(attempt=2, call_id="call_fx_2", duration_ms=0),
+        ],
+        next_call_at=datetime(2026, 3, 9, 13, 0, tzinfo=timezone.utc),
+        time_zone="America/New_York",
+    )
+
+
+def test_summary_counts_every_call_and_lists_calls_still_due():
+    """Redials count as calls, and a call due after the deadline is listed."""
+    summary = _result(_redialled_row()).summary_markdown()
+
+    assert "1 dialled (2 calls, redials included)" in summary
+    assert (
+        "## Calls still due at the deadline\n\n"
+        "Run the campaign again with the same campaign_id to place them.\n\n"
+        "- row 3: due 2026-03-09T13:00:00+00:00 (recipient's time zone "
+        "America/New_York)\n"
+    ) in summary
+
+
+def test_table_row_has_attempts_next_call_and_time_zone():
+    """The flat record shows how many calls, the next one due, and the zone."""
+    (record,) = _result(_redialled_row()).table()
+
+    assert (record["attempts"], record["next_call_at"], record["time_zone"]) == (
+        2,
+        "2026-03-09T13:00:00+00:00",
+        "America/New_York",
+    )

@@ -6,6 +6,8 @@
 - `load_contacts`: a contact list read and normalised to E.164;
 - `create_webhook_app`: a receiver that turns Retell's signed call webhooks into
   Prefect events, with the signing, checking and mapping it is built from.
+- `CallingWindow` and `SuppressionList`: when recipients may be called, and who
+  never.
 """
 
 from prefect_retell.blocks import RetellCredentials
@@ -39,6 +41,7 @@ from prefect_retell.receiver import (
     run_webhook_receiver,
 )
 from prefect_retell.results import CampaignResult, ContactResult
+from prefect_retell.suppression import SuppressionList
 from prefect_retell.tasks import bind_agents, create_call, get_call, wait_for_call
 from prefect_retell.webhooks import (
     SIGNATURE_HEADER,
@@ -52,11 +55,13 @@ from prefect_retell.webhooks import (
     sign_webhook,
     verify_webhook,
 )
+from prefect_retell.windows import CallingWindow
 
 __all__ = [
     "FINAL_CALL_STATUSES",
     "SIGNATURE_HEADER",
     "AgentWeight",
+    "CallingWindow",
     "CampaignResult",
     "ContactList",
     "ContactResult",
@@ -83,6 +88,7 @@ __all__ = [
     "WebhookPayloadError",
     "WebhookReceiverServer",
     "WebhookSignatureError",
+    "SuppressionList",
     "bind_agents",
     "create_call",
     "create_webhook_app",

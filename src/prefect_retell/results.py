@@ -24,6 +24,10 @@ RowOutcome = Literal[
     "called",  # dialled, and the call reached a final status
     "duplicate",  # the same number as an earlier row, which was dialled instead
     "rejected",  # not dialled: the row's number or destination is not usable
+    "suppressed",  # not dialled: the number is on a do-not-call list
+    # not dialled yet: its calling window did not open before the campaign's
+    # deadline; `next_call_at` says when it would have been called
+    "waiting",
     "failed",  # Retell refused to place the call
     "timed_out",  # dialled, but still live when the wait ended
     # a call may have been placed, or was placed and could not be followed to its
@@ -41,10 +45,17 @@ class CallAttempt(BaseModel):
     disconnection_reason: str | None = None
     duration_ms: int | None = None
     cost_cents: float | None = None
+    placed_at: datetime | None = None
 
     @classmethod
-    def from_call(cls, attempt: int, call: PhoneCall) -> CallAttempt:
-        """The attempt as the call reports it."""
+    def from_call(
+        cls, attempt: int, call: PhoneCall, placed_at: datetime | None = None
+    ) -> CallAttempt:
+        """The attempt as the call reports it.
+
+        `placed_at` is when this run placed it, on the campaign's clock; None for
+        a call an earlier run placed.
+        """
         cost = call.call_cost.combined_cost if call.call_cost else None
         return cls(
             attempt=attempt,
@@ -53,6 +64,7 @@ class CallAttempt(BaseModel):
             disconnection_reason=call.disconnection_reason,
             duration_ms=call.duration_ms,
             cost_cents=cost,
+            placed_at=placed_at,
         )
 
 
@@ -60,7 +72,11 @@ class ContactResult(BaseModel):
     """What became of one row of the contact list.
 
     `row` counts data rows from 1, the first row after the header. For a row that
-    was dialled, the call fields describe its last attempt.
+    was dialled, the call fields describe its last attempt, and `attempts` lists
+    every call placed for it, redials included. `next_call_at` is set when a call
+    was still due (its calling window or a redial) as the campaign's deadline
+    came; running the campaign again under the same id places it. `time_zone`
+    names the zone whose clock the calling window was read on.
     """
 
     row: int
@@ -76,6 +92,8 @@ class ContactResult(BaseModel):
     cost_cents: float | None = None
     call_successful: bool | None = None
     attempts: list[CallAttempt] = Field(default_factory=list)
+    next_call_at: datetime | None = None
+    time_zone: str | None = None
     warnings: list[str] = Field(default_factory=list)
     variables: dict[str, str] = Field(default_factory=dict)
 
@@ -108,6 +126,8 @@ class ContactResult(BaseModel):
             else self.call_successful,
             "cost_cents": "" if self.cost_cents is None else round(self.cost_cents, 2),
             "attempts": len(self.attempts),
+            "next_call_at": _moment(self.next_call_at),
+            "time_zone": self.time_zone or "",
             "call_id": self.call_id or "",
             "reason": self.reason or "",
             "duplicate_of": self.duplicate_of or "",
@@ -134,6 +154,16 @@ class CampaignResult(BaseModel):
     def dialled(self) -> list[ContactResult]:
         """The rows for which a call was placed."""
         return [row for row in self.rows if row.attempts]
+
+    @property
+    def calls_placed(self) -> int:
+        """Retell calls placed for every row, redials included."""
+        return sum(len(row.attempts) for row in self.rows)
+
+    @property
+    def still_due(self) -> list[ContactResult]:
+        """Rows with a call still due when the campaign's deadline came."""
+        return [row for row in self.rows if row.next_call_at is not None]
 
     @property
     def calls_by_status(self) -> dict[str, int]:
@@ -183,7 +213,8 @@ class CampaignResult(BaseModel):
             "",
             f"{len(self.rows)} rows from "
             f"{mask_phone_number(self.from_number, always=True)}, "
-            f"{len(self.dialled)} dialled, in {seconds:.1f} s.",
+            f"{len(self.dialled)} dialled ({self.calls_placed} calls, redials "
+            f"included), in {seconds:.1f} s.",
             "",
             *_count_table("Outcome", "Rows", self.counts),
             *_count_table("Call status", "Calls", self.calls_by_status),
@@ -196,6 +227,7 @@ class CampaignResult(BaseModel):
         elif self.dialled:
             lines.append("Cost: not reported.")
         lines += self._not_dialled()
+        lines += self._due()
         if self.warnings:
             lines += ["", "## Warnings", "", *[f"- {text}" for text in self.warnings]]
         return "\n".join(lines) + "\n"
@@ -213,12 +245,37 @@ class CampaignResult(BaseModel):
             lines.append(f"- and {len(rows) - most} more; see the results table")
         return lines
 
+    def _due(self, most: int = 50) -> list[str]:
+        """Rows with a call still due at the deadline, and when (no numbers)."""
+        rows = self.still_due
+        if not rows:
+            return []
+        lines = [
+            "",
+            "## Calls still due at the deadline",
+            "",
+            "Run the campaign again with the same campaign_id to place them.",
+            "",
+        ]
+        lines += [
+            f"- row {row.row}: due {_moment(row.next_call_at)}"
+            + (f" (recipient's time zone {row.time_zone})" if row.time_zone else "")
+            for row in rows[:most]
+        ]
+        if len(rows) > most:
+            lines.append(f"- and {len(rows) - most} more; see the results table")
+        return lines
+
 
 def _count_table(title: str, unit: str, counts: dict[str, int]) -> list[str]:
     if not counts:
         return []
     rows = [f"| {key} | {value} |" for key, value in sorted(counts.items())]
     return [f"| {title} | {unit} |", "|---|---:|", *rows, ""]
+
+
+def _moment(moment: datetime | None) -> str:
+    return "" if moment is None else moment.isoformat(timespec="seconds")
 
 
 def _seconds(duration_ms: int | None) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -26,8 +27,9 @@ from prefect.transactions import atransaction
 
 from prefect_retell.blocks import RetellCredentials
 from prefect_retell.client import RetellClient
+from prefect_retell.clock import campaign_clock
 from prefect_retell.contacts import Contact, ContactList, load_contacts
-from prefect_retell.destinations import allowed_countries, destination_problem, max_cps
+from prefect_retell.destinations import DestinationRule, destination_rule, max_cps
 from prefect_retell.errors import (
     RetellAPIError,
     RetellAuthenticationError,
@@ -38,6 +40,7 @@ from prefect_retell.errors import (
     RetellNotFoundError,
     RetellRateLimitError,
     RetellServerError,
+    RetellValidationError,
 )
 from prefect_retell.flows._credentials import resolve_credentials
 from prefect_retell.flows._limits import (
@@ -50,7 +53,9 @@ from prefect_retell.flows._limits import (
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
 from prefect_retell.monitoring import CallEventWatcher, MonitorMode
 from prefect_retell.privacy import mask_phone_number
+from prefect_retell.redial import CAPACITY_REASON, RedialPolicy
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
+from prefect_retell.suppression import Suppression, load_suppression
 from prefect_retell.tasks import (
     bind_agents,
     follow_call,
@@ -58,11 +63,18 @@ from prefect_retell.tasks import (
     place_call,
     shared_client,
 )
+from prefect_retell.windows import (
+    CallingWindow,
+    RecipientZone,
+    recipient_zone,
+    timezone_variable,
+)
 
 __all__ = ["derived_campaign_id", "outbound_campaign"]
 
 # Calls that ended for lack of a free concurrency slot are placed again, this many
-# times in all, after a growing pause: the limit is transient, not the contact's fault.
+# times in a row, after a growing pause: the limit is transient, not the contact's
+# fault, so these calls do not count towards the redial policy's max_attempts.
 _MAX_ATTEMPTS = 3
 _RETRY_PAUSE_SECONDS = 2.0
 _PROGRESS_EVERY_SECONDS = 2.0
@@ -91,14 +103,38 @@ class _Plan:
     from_number: str
     agent_id: str | None
     agent_version: int | str | None
-    allowed: frozenset[str] | None
+    destinations: DestinationRule
     concurrency_limit: int
     metadata: dict[str, Any]
     call_timeout_seconds: float
     poll_interval_seconds: float
     stop_calls_on_timeout: bool
+    rules: _DialRules
     monitor: MonitorMode = "poll"
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _DialRules:
+    """Who may be called when: windows, deadline, redials and do-not-call lists."""
+
+    redial: RedialPolicy
+    suppression: Suppression
+    window: CallingWindow | None = None
+    zone_variable: str | None = None
+    deadline: datetime | None = None
+    honor_internal_dnc: bool = False
+
+
+@dataclass(frozen=True)
+class _Due:
+    """A call still due when the campaign's deadline comes, or that never can be.
+
+    `when` is the moment it would have been placed; None when its calling window
+    never opens in all of the recipient's zones.
+    """
+
+    when: datetime | None
 
 
 @task(name="load-contacts", cache_policy=NO_CACHE)
@@ -157,6 +193,14 @@ async def outbound_campaign(
     poll_interval_seconds: float = 2.0,
     stop_calls_on_timeout: bool = True,
     monitor: MonitorMode = "poll",
+    calling_window: CallingWindow | None = None,
+    deadline: datetime | None = None,
+    max_attempts: int = 1,
+    redial_on: list[str] | None = None,
+    redial_delay_seconds: float = 1800.0,
+    suppression_file: str | None = None,
+    suppression_block: str | None = None,
+    honor_internal_dnc: bool = False,
 ) -> CampaignResult:
     """Call every valid contact of a list and report what became of every row.
 
@@ -167,6 +211,15 @@ async def outbound_campaign(
     limit `retell-concurrency`; both are created when missing and can be changed in
     the Prefect UI. Each call is followed to its final status. The flow publishes a
     progress artifact while it dials, then a table of results and a summary.
+
+    Before anything is dialled, numbers on the suppression file or block are
+    reported `suppressed`, and destinations the from-number may not call are
+    `rejected`. With a calling window, each contact is called only while the
+    window is open on their own clock; a contact outside it waits, without
+    holding a concurrency slot, and the waiting contacts are logged and shown in
+    the artifact `retell-campaign-waiting`. With `max_attempts` above 1, a call
+    that ends for a reason in `redial_on` is placed again after
+    `redial_delay_seconds`, each time as a call of its own.
 
     Args:
         contacts: Path of a CSV or TSV contact list. A path, not the rows: Prefect
@@ -209,6 +262,25 @@ async def outbound_campaign(
             `call_timeout_seconds`; `none` places the calls and does not follow
             them, so their rows end as placed (`registered`) and the campaign
             holds a concurrency slot only while it creates each call.
+        calling_window: Hours and days each recipient may be called, on their own
+            clock (time zone from a column, the number, or the default time zone).
+            Empty: any time.
+        deadline: No call is placed from this moment on (with a time zone, such
+            as 2026-03-09T18:00:00Z); contacts still due are reported with the
+            time they would have been called. Empty: the campaign waits as long
+            as its windows and redials need.
+        max_attempts: Most calls per contact that reach the phone network, the
+            first included; 1 places no redial.
+        redial_on: Disconnection reasons that lead to a redial. Empty:
+            dial_no_answer, dial_busy and voicemail_reached.
+        redial_delay_seconds: Pause between a call's end and its redial, at
+            least 10 seconds; the calling window applies too.
+        suppression_file: Path of a do-not-call list: one number a line, or a
+            CSV file with a phone column. Its numbers are never dialled.
+        suppression_block: Name of a saved SuppressionList block whose numbers
+            are never dialled.
+        honor_internal_dnc: Ask Retell to refuse calls to numbers on the
+            account's own do-not-call list; such rows are reported suppressed.
 
     Returns:
         One `ContactResult` per input row, in input order.
@@ -228,9 +300,21 @@ async def outbound_campaign(
     started_at = datetime.now(timezone.utc)
     _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
     _check_metadata(metadata)
+    _check_deadline(deadline)
+    redial = RedialPolicy.from_parameters(redial_on, max_attempts, redial_delay_seconds)
     retell = await resolve_credentials(credentials)
     contact_list = load_contact_list(
         contacts, phone_column, default_region, encoding, delimiter
+    )
+    rules = _DialRules(
+        redial=redial,
+        suppression=await load_suppression(
+            suppression_file, suppression_block, default_region
+        ),
+        window=calling_window,
+        zone_variable=_zone_variable(contact_list, calling_window),
+        deadline=deadline,
+        honor_internal_dnc=honor_internal_dnc,
     )
     campaign_id = campaign_id or derived_campaign_id(
         contacts, from_number, agent_id, agent_version
@@ -253,6 +337,7 @@ async def outbound_campaign(
             poll_interval_seconds=poll_interval_seconds,
             stop_calls_on_timeout=stop_calls_on_timeout,
             monitor=monitor,
+            rules=rules,
         )
         dialler = _Dialler(retell, client, plan, cps=cps, logger=logger)
         called = await dialler.run(contact_list)
@@ -316,6 +401,28 @@ def _check_metadata(metadata: dict[str, Any] | None) -> None:
             f"Retell's {_METADATA_LIMIT_BYTES}-byte limit per call; nothing was "
             "dialled."
         )
+
+
+def _check_deadline(deadline: datetime | None) -> None:
+    """Refuse a deadline whose moment depends on the machine's time zone."""
+    if deadline is not None and deadline.utcoffset() is None:
+        raise RetellConfigurationError(
+            f"deadline {deadline.isoformat()} has no time zone; write it with one, "
+            "such as 2026-03-09T18:00:00Z or 2026-03-09T13:00:00-05:00. Nothing "
+            "was dialled."
+        )
+
+
+def _zone_variable(
+    contact_list: ContactList, window: CallingWindow | None
+) -> str | None:
+    """The variable holding the calling window's time zone column, if it names one."""
+    if window is None or not window.timezone_column:
+        return None
+    try:
+        return timezone_variable(contact_list.variable_names, window.timezone_column)
+    except ValueError as exc:
+        raise RetellConfigurationError(f"{exc}; nothing was dialled.") from exc
 
 
 def _check_settings(
@@ -385,14 +492,23 @@ async def _plan_campaign(
         keep_existing_value=True,
     )
     limit = min(max_concurrency or shared.limit, shared.limit)
+    destinations = destination_rule(number)
+    rules: _DialRules = settings["rules"]
+    notes = (
+        destinations.warnings(number)
+        + list(rules.redial.warnings)
+        + rules.suppression.warnings
+    )
+    for note in notes:
+        logger.warning("%s", note)
     return _Plan(
         campaign_id=campaign_id,
         from_number=from_number,
         agent_id=agent_id,
         agent_version=agent_version,
-        allowed=allowed_countries(number),
+        destinations=destinations,
         concurrency_limit=limit,
-        warnings=warnings,
+        warnings=warnings + notes,
         **settings,
     )
 
@@ -461,6 +577,10 @@ class _Dialler:
     run per call: on a SQLite-backed Prefect server (the embedded one among them)
     the writes of thousands of task runs collide with the limit updates, and each
     collision stalls dispatch for seconds. Every call is in the results table.
+
+    Each contact has a lane that waits for its calling window (and a redial's
+    delay) holding nothing, then takes a concurrency slot and its turn in the
+    calls-per-second pacing, places one call and follows it to its end.
     """
 
     def __init__(
@@ -475,6 +595,7 @@ class _Dialler:
         self.retell = retell
         self.client = client
         self.plan = plan
+        self.rules = plan.rules
         self.logger = logger
         self.pacer = CallPacer(cps, rate_limit_name(plan.from_number))
         self.slots = SlotPool(
@@ -484,24 +605,24 @@ class _Dialler:
         self.placed = 0
         self.finished = 0
         self.total = 0
+        self.zones: dict[int, RecipientZone] = {}
+        self.waiting: dict[int, _Waiting] = {}
+        self.waiting_changes = 0
+        self._placed_at: dict[str, datetime] = {}
 
     async def run(self, contact_list: ContactList) -> dict[int, ContactResult]:
         """Dial every contact that may be called; return results by row."""
         results: dict[int, ContactResult] = {}
         to_dial = []
+        now = campaign_clock().now()
         for contact in contact_list.contacts:
-            problem = destination_problem(contact.to_number, self.plan.allowed)
-            if problem:
-                results[contact.row] = _rejected(contact, problem)
-            else:
+            refused = self._screen(contact, now)
+            if refused is None:
                 to_dial.append(contact)
+            else:
+                results[contact.row] = refused
         self.total = len(to_dial)
-        if len(results):
-            self.logger.info(
-                "%d contact(s) not dialled: their country may not be called from "
-                "this number",
-                len(results),
-            )
+        self._log_screening(list(results.values()))
         self.previous = await self._previous_calls()
         self.logger.info(
             "Campaign has %d contacts to call at %d calls per second, at most %d "
@@ -540,17 +661,71 @@ class _Dialler:
             await self.slots.close()
             await progress.stop()
 
+    def _screen(self, contact: Contact, now: datetime) -> ContactResult | None:
+        """The result of a contact that must not be dialled; None when it may be."""
+        if contact.to_number in self.rules.suppression:
+            return _row(contact, "suppressed", reason=self.rules.suppression.reason())
+        problem = self.plan.destinations.problem(contact.to_number)
+        if problem:
+            return _rejected(contact, problem)
+        if self.rules.window is None:
+            return None
+        zone = recipient_zone(
+            contact, self.rules.window, self.rules.zone_variable, now=now
+        )
+        if isinstance(zone, str):
+            return _rejected(contact, zone)
+        self.zones[contact.row] = zone
+        return None
+
+    def _log_screening(self, refused: list[ContactResult]) -> None:
+        """Say how many contacts are left out, and how unclear time zones are read."""
+        outcomes = collections.Counter(row.outcome for row in refused)
+        if outcomes["suppressed"]:
+            self.logger.info(
+                "%d contact(s) not dialled: on the do-not-call list",
+                outcomes["suppressed"],
+            )
+        if outcomes["rejected"]:
+            self.logger.info(
+                "%d contact(s) not dialled: a destination this number may not call, "
+                "or no calling time known; each reason is in the results",
+                outcomes["rejected"],
+            )
+        sources = collections.Counter(zone.source for zone in self.zones.values())
+        if sources["default_timezone"]:
+            self.logger.info(
+                "%d contact(s) have numbers without a single time zone; their "
+                "calling window is read in default_timezone %s",
+                sources["default_timezone"],
+                self.rules.window.default_timezone,
+            )
+        if sources["every zone of the number"]:
+            self.logger.info(
+                "%d contact(s) have numbers that may be in several time zones; "
+                "they are called only while the window is open in all of them",
+                sources["every zone of the number"],
+            )
+
     async def _lane(self, contact: Contact) -> ContactResult:
-        result = await self._recorded_call(contact)
+        try:
+            result = await self._recorded_call(contact)
+        finally:
+            self._stop_waiting(contact)
+        zone = self.zones.get(contact.row)
+        if zone is not None and result.time_zone is None:
+            result = result.model_copy(update={"time_zone": zone.label})
         self.finished += 1
         return result
 
     async def _recorded_call(self, contact: Contact) -> ContactResult:
         """A contact's result from Prefect's record of an earlier run, or a call.
 
-        A contact whose call reached its end is committed to Prefect's result
-        store under a key of the campaign and the numbers; a resumed run reads it
-        back without asking Retell anything.
+        A contact whose calls reached their end, redials included, is committed
+        to Prefect's result store under a key of the campaign and the numbers; a
+        resumed run reads it back without asking Retell anything. A contact with
+        a call still due at the deadline is not committed, so that a later run
+        places it.
         """
         digest = hashlib.sha256(
             f"{self.plan.from_number}|{contact.to_number}".encode()
@@ -565,12 +740,12 @@ class _Dialler:
                         return record.result.model_copy(update={"row": contact.row})
                     return record.result
             result = await self._call(contact)
-            if result.outcome in _RECORDED_OUTCOMES:
+            if result.outcome in _RECORDED_OUTCOMES and result.next_call_at is None:
                 txn.stage(result)
             return result
 
-    async def _previous_calls(self) -> dict[str, list[PhoneCall]]:
-        """Calls an earlier run of this campaign placed, by destination.
+    async def _previous_calls(self) -> dict[str, dict[int, PhoneCall]]:
+        """Calls an earlier run of this campaign placed, by destination and attempt.
 
         Retell keeps an idempotency key for an hour only; calls are also found by
         the campaign named in their metadata, however old they are.
@@ -585,12 +760,11 @@ class _Dialler:
                 }
             ]
         }
-        found: dict[str, list[PhoneCall]] = {}
+        found: dict[str, dict[int, PhoneCall]] = {}
         async for call in self.client.iter_calls(criteria, page_size=1000):
             if call.from_number == self.plan.from_number and call.to_number:
-                found.setdefault(call.to_number, []).append(call)
-        for calls in found.values():
-            calls.sort(key=_attempt_number)
+                calls = found.setdefault(call.to_number, {})
+                calls.setdefault(_attempt_number(call), call)
         if found:
             self.logger.info(
                 "Resuming campaign %s: %d contact(s) already have calls from earlier "
@@ -601,29 +775,212 @@ class _Dialler:
         return found
 
     async def _call(self, contact: Contact) -> ContactResult:
+        """Every call one contact gets: the first, capacity retries and redials.
+
+        Attempt n is always the same call: taken up when an earlier run placed
+        it, else placed under attempt n's idempotency key. A resumed campaign so
+        neither places an attempt twice nor forgets one it made, and counts
+        earlier attempts towards max_attempts.
+        """
+        earlier = self.previous.get(contact.to_number, {})
         attempts: list[CallAttempt] = []
-        earlier = self.previous.get(contact.to_number, [])
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
-            if attempt <= len(earlier):
-                outcome = await self._resume(contact, earlier[attempt - 1], attempt)
+        attempt, not_before, call = 1, None, None
+        while True:
+            if attempt in earlier:
+                outcome = await self._resume(contact, earlier[attempt], attempt)
             else:
-                outcome = await self._attempt(contact, attempt)
+                outcome = await self._dial(contact, attempt, not_before)
+            if isinstance(outcome, _Due):
+                return self._still_due(contact, outcome, call, attempts)
             if isinstance(outcome, ContactResult):
-                outcome.attempts = attempts + outcome.attempts
+                outcome.attempts = attempts + [
+                    self._stamped(each) for each in outcome.attempts
+                ]
                 return outcome
-            attempts.append(CallAttempt.from_call(attempt, outcome))
-            if outcome.disconnection_reason != "concurrency_limit_reached":
-                return _called(contact, outcome, attempts)
-            if attempt < _MAX_ATTEMPTS:
-                await asyncio.sleep(_RETRY_PAUSE_SECONDS * attempt)
-        result = _called(contact, outcome, attempts)
+            call = outcome
+            attempts.append(
+                CallAttempt.from_call(
+                    attempt, call, self._placed_at.pop(call.call_id, None)
+                )
+            )
+            step = self._next_step(call, attempts)
+            if attempt + 1 in earlier:
+                # An earlier run already placed the next call: take it up as it is.
+                not_before = None
+            elif step is None:
+                return self._final(contact, call, attempts)
+            else:
+                not_before = await self._pause(contact, call, attempts, step)
+            attempt += 1
+
+    def _stamped(self, attempt: CallAttempt) -> CallAttempt:
+        placed_at = self._placed_at.pop(attempt.call_id, None)
+        return attempt.model_copy(update={"placed_at": placed_at})
+
+    def _next_step(
+        self, call: PhoneCall, attempts: list[CallAttempt]
+    ) -> tuple[str, float] | None:
+        """What follows a finished call: ("capacity" | "redial", pause), or None."""
+        if call.disconnection_reason == CAPACITY_REASON:
+            streak = _capacity_streak(attempts)
+            if streak < _MAX_ATTEMPTS:
+                return ("capacity", _RETRY_PAUSE_SECONDS * streak)
+            return None
+        if self.rules.redial.redials(call, _dials(attempts)):
+            return ("redial", self.rules.redial.delay_seconds)
+        return None
+
+    async def _pause(
+        self,
+        contact: Contact,
+        call: PhoneCall,
+        attempts: list[CallAttempt],
+        step: tuple[str, float],
+    ) -> datetime | None:
+        """Wait out a capacity retry's pause; for a redial, return when it is due."""
+        kind, seconds = step
+        if kind == "capacity":
+            # Real seconds: the account's live calls end in real time.
+            await asyncio.sleep(seconds)
+            return None
+        # Counted from now: for a call an earlier run placed, that is later than
+        # its end, so a resumed redial may come late but never early. Reading the
+        # call's end_timestamp would lift this, on the wall clock only.
+        due = campaign_clock().now() + timedelta(seconds=seconds)
+        self.logger.info(
+            "Row %d (%s): call ended %s; calling again at %s at the earliest "
+            "(call %d of at most %d)",
+            contact.row,
+            mask_phone_number(contact.to_number),
+            call.disconnection_reason,
+            _utc_text(due),
+            _dials(attempts) + 1,
+            self.rules.redial.max_attempts,
+        )
+        return due
+
+    def _final(
+        self, contact: Contact, call: PhoneCall, attempts: list[CallAttempt]
+    ) -> ContactResult:
+        result = _called(contact, call, attempts)
+        if call.disconnection_reason != CAPACITY_REASON:
+            return result
+        which = (
+            f"every one of {_MAX_ATTEMPTS}"
+            if len(attempts) == _MAX_ATTEMPTS
+            else f"the last {_MAX_ATTEMPTS} of {len(attempts)}"
+        )
         result.outcome = "failed"
         result.reason = (
-            f"every one of {_MAX_ATTEMPTS} attempts ended with "
-            "concurrency_limit_reached; raise the account's concurrency or lower "
-            "max_concurrency"
+            f"{which} attempts ended with concurrency_limit_reached; raise the "
+            "account's concurrency or lower max_concurrency"
         )
         return result
+
+    def _still_due(
+        self,
+        contact: Contact,
+        due: _Due,
+        call: PhoneCall | None,
+        attempts: list[CallAttempt],
+    ) -> ContactResult:
+        """The result of a contact whose next call could not be placed in time."""
+        when = (
+            f"was due at {_utc_text(due.when)}"
+            if due.when
+            else "has no moment in the next eight days at which its calling window "
+            "is open in all of its time zones"
+        )
+        after = " after the campaign's deadline" if due.when else ""
+        again = (
+            "; run the campaign again with the same campaign_id and a later deadline "
+            "to place it"
+            if due.when
+            else ""
+        )
+        if call is None:
+            return _row(
+                contact,
+                "waiting",
+                reason=f"not dialled: its first call {when}{after}{again}",
+                next_call_at=due.when,
+            )
+        result = _called(contact, call, attempts)
+        result.next_call_at = due.when
+        result.reason = f"call {_dials(attempts) + 1} {when}{after}{again}"
+        return result
+
+    async def _dial(
+        self, contact: Contact, attempt: int, not_before: datetime | None
+    ) -> PhoneCall | ContactResult | _Due:
+        """Wait, holding no slot, until the contact may be called; then call."""
+        while True:
+            due = await self._wait_until_callable(contact, not_before)
+            if due is not None:
+                return due
+            outcome = await self._attempt(contact, attempt)
+            if outcome is not None:
+                return outcome
+            # The window closed while the call waited for a slot and its turn.
+
+    async def _wait_until_callable(
+        self, contact: Contact, not_before: datetime | None
+    ) -> _Due | None:
+        """Sleep until the contact's window is open (and a redial is due).
+
+        Returns None when the contact may be called now, or a `_Due` when that
+        moment falls at or after the deadline, or never comes.
+        """
+        clock = campaign_clock()
+        while True:
+            now = clock.now()
+            earliest = max(now, not_before) if not_before else now
+            opens = self._opening(contact, earliest)
+            deadline = self.rules.deadline
+            if opens is None or (deadline is not None and opens >= deadline):
+                return _Due(opens)
+            if opens <= now:
+                self._stop_waiting(contact)
+                return None
+            why = "redial" if opens == not_before else "calling window"
+            self._start_waiting(contact, opens, why)
+            await clock.sleep_until(opens)
+
+    def _opening(self, contact: Contact, moment: datetime) -> datetime | None:
+        """The first moment from `moment` on at which the contact's window is open."""
+        zone = self.zones.get(contact.row)
+        if self.rules.window is None or zone is None:
+            return moment
+        return self.rules.window.next_opening(moment, zone.zones)
+
+    def _callable_now(self, contact: Contact) -> bool:
+        """Whether the contact may be called at this very moment."""
+        now = campaign_clock().now()
+        deadline = self.rules.deadline
+        if deadline is not None and now >= deadline:
+            return False
+        return self._opening(contact, now) == now
+
+    def _start_waiting(self, contact: Contact, opens: datetime, why: str) -> None:
+        current = self.waiting.get(contact.row)
+        if current is not None and current.opens == opens:
+            return
+        zone = self.zones.get(contact.row)
+        entry = _Waiting(contact.row, contact.to_number, opens, why, zone)
+        self.waiting[contact.row] = entry
+        self.waiting_changes += 1
+        self.logger.info(
+            "Row %d (%s) waits for its %s: called at %s at the earliest (%s)",
+            contact.row,
+            mask_phone_number(contact.to_number),
+            why,
+            _utc_text(opens),
+            entry.local_text,
+        )
+
+    def _stop_waiting(self, contact: Contact) -> None:
+        if self.waiting.pop(contact.row, None) is not None:
+            self.waiting_changes += 1
 
     async def _resume(
         self, contact: Contact, call: PhoneCall, attempt: int
@@ -641,15 +998,23 @@ class _Dialler:
 
     async def _attempt(
         self, contact: Contact, attempt: int
-    ) -> PhoneCall | ContactResult:
-        """One call, created and followed; a ContactResult when it went wrong."""
+    ) -> PhoneCall | ContactResult | None:
+        """One call, created and followed; a ContactResult when it went wrong.
+
+        None when nothing was placed because the contact's window closed (or the
+        deadline came) while the call waited for a slot and its turn.
+        """
         await self.slots.acquire()
         try:
             await self.pacer.wait_turn()
+            if not self._callable_now(contact):
+                return None
             request = self._request(contact, attempt)
+            placed_at = campaign_clock().now()
             call = await self._create(contact, request)
             if isinstance(call, ContactResult):
                 return call
+            self._placed_at[call.call_id] = placed_at
             if attempt == 1:
                 self.placed += 1
             if self.plan.monitor == "none":
@@ -697,6 +1062,15 @@ class _Dialler:
             return _unplaced(contact, "unknown", f"{exc}; no call was found for it")
         except RetellRateLimitError as exc:
             return _unplaced(contact, "failed", f"{exc}; gave up after retries")
+        except RetellValidationError as exc:
+            if self.rules.honor_internal_dnc and _is_dnc_refusal(exc):
+                return _unplaced(
+                    contact,
+                    "suppressed",
+                    "Retell refused the call because the number is on the "
+                    f"account's do-not-call list (honor_internal_dnc): {exc}",
+                )
+            return _unplaced(contact, "failed", str(exc))
         except RetellAPIError as exc:
             return _unplaced(contact, "failed", str(exc))
 
@@ -746,6 +1120,7 @@ class _Dialler:
             override_agent_id=self.plan.agent_id,
             override_agent_version=self.plan.agent_version,
             retell_llm_dynamic_variables=variables or None,
+            honor_internal_dnc=True if self.rules.honor_internal_dnc else None,
             metadata={
                 **self.plan.metadata,
                 "prefect_retell_campaign": self.plan.campaign_id,
@@ -759,13 +1134,20 @@ class _Dialler:
 
 
 class _Progress:
-    """A progress artifact and a log line that move while calls are placed."""
+    """A progress artifact and a log line that move while calls are placed.
+
+    While contacts wait for their calling window or a redial, the description of
+    the progress artifact says how many and until when, and the artifact
+    `retell-campaign-waiting` lists them (numbers masked) with the time each will
+    be called.
+    """
 
     def __init__(self, dialler: _Dialler) -> None:
         self.dialler = dialler
         self.artifact_id = None
         self._task: asyncio.Task[None] | None = None
-        self._last = -1.0
+        self._last: tuple[float, int] = (-1.0, -1)
+        self._published_changes = 0
 
     async def start(self) -> None:
         self.artifact_id = await acreate_progress_artifact(
@@ -789,17 +1171,115 @@ class _Progress:
     async def _update(self, *, final: bool) -> None:
         dialler = self.dialler
         share = 100.0 if not dialler.total else 100.0 * dialler.placed / dialler.total
-        if share == self._last and not final:
+        state = (share, dialler.waiting_changes)
+        if state == self._last and not final:
             return
-        self._last = share
+        self._last = state
+        waiting = _waiting_text(dialler.waiting)
         if self.artifact_id:
-            await aupdate_progress_artifact(self.artifact_id, progress=share)
+            await aupdate_progress_artifact(
+                self.artifact_id,
+                progress=share,
+                description=f"Share of the campaign's calls placed so far{waiting}.",
+            )
+        await self._publish_waiting()
         dialler.logger.info(
-            "Placed %d of %d calls; %d finished",
+            "Placed %d of %d calls; %d finished%s",
             dialler.placed,
             dialler.total,
             dialler.finished,
+            waiting,
         )
+
+    async def _publish_waiting(self) -> None:
+        """Publish the waiting contacts when they changed since the last time."""
+        changes = self.dialler.waiting_changes
+        if changes == self._published_changes:
+            return
+        self._published_changes = changes
+        await acreate_markdown_artifact(
+            key="retell-campaign-waiting",
+            markdown=_waiting_markdown(self.dialler.waiting.values()),
+            description="Contacts waiting for their calling window or a redial.",
+        )
+
+
+def _waiting_text(waiting: dict[int, _Waiting]) -> str:
+    if not waiting:
+        return ""
+    first = min(entry.opens for entry in waiting.values())
+    return f"; {len(waiting)} waiting, the next called at {_utc_text(first)}"
+
+
+def _waiting_markdown(waiting: Iterable[_Waiting], most: int = 200) -> str:
+    entries = sorted(waiting, key=lambda entry: (entry.opens, entry.row))
+    if not entries:
+        return "No contact is waiting.\n"
+    lines = [
+        f"{len(entries)} contact(s) waiting.",
+        "",
+        "| Row | Number | Waits for | Called at (UTC) | Local time |",
+        "|---:|---|---|---|---|",
+    ]
+    lines += [
+        f"| {entry.row} | {mask_phone_number(entry.to_number, always=True)} | "
+        f"{entry.why} | {_utc_text(entry.opens)} | {entry.local_text} |"
+        for entry in entries[:most]
+    ]
+    if len(entries) > most:
+        lines.append(f"\nAnd {len(entries) - most} more.")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A contact waiting for its calling window or its redial."""
+
+    row: int
+    to_number: str
+    opens: datetime
+    why: str
+    zone: RecipientZone | None
+
+    @property
+    def local_text(self) -> str:
+        """The moment on the recipient's clock, or the zones that decide it."""
+        if self.zone is None:
+            return "no calling window"
+        if len(self.zone.names) > 1:
+            return f"open in all of {self.zone.label}"
+        local = self.opens.astimezone(self.zone.zones[0])
+        return f"{local:%Y-%m-%d %H:%M %Z} in {self.zone.names[0]}"
+
+
+def _is_dnc_refusal(exc: RetellAPIError) -> bool:
+    # Retell documents a 400 for a do-not-call hit but not its message; any 400
+    # that speaks of do-not-call while honor_internal_dnc is on is taken as one.
+    text = (exc.retell_message or "").casefold()
+    return exc.status_code == 400 and any(
+        word in text for word in ("do-not-call", "do not call", "dnc")
+    )
+
+
+def _dials(attempts: list[CallAttempt]) -> int:
+    """Calls that reached the phone network: all but those refused for capacity."""
+    return sum(1 for each in attempts if each.disconnection_reason != CAPACITY_REASON)
+
+
+def _capacity_streak(attempts: list[CallAttempt]) -> int:
+    """How many of the latest attempts in a row ended for lack of capacity."""
+    streak = 0
+    for attempt in reversed(attempts):
+        if attempt.disconnection_reason != CAPACITY_REASON:
+            break
+        streak += 1
+    return streak
+
+
+def _utc_text(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _attempt_number(call: PhoneCall) -> int:
