@@ -196,3 +196,49 @@ def test_unusable_results_file_is_refused_before_dialling(tmp_path, name, proble
     assert run.returncode == 2
     detail = problem.format(folder=target.parent)
     assert run.stderr == f"error: --results {target}: {detail}\n"
+
+
+def test_bad_calling_window_exits_2_naming_the_option(tmp_path):
+    """--call-hours that is not HH:MM-HH:MM exits 2 before any call."""
+    run = CliRun.start(
+        tmp_path / "home",
+        "campaign",
+        str(DATA / "crm-export.csv"),
+        "--sandbox",
+        "--from-number",
+        TELNYX,
+        "--call-hours",
+        "9-17",
+    ).finish()
+
+    assert run.returncode == 2
+    assert run.stderr.startswith("error: --call-hours/--call-days/--default-timezone")
+    assert "'9' is not a time of day written as HH:MM" in run.stderr
+
+
+def test_suppression_file_and_redials_from_the_command_line(tmp_path):
+    """--suppression-file keeps a number from being dialled, with a window set."""
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("phone\n+14155550501\n+14155550502\n", encoding="utf-8")
+    do_not_call = tmp_path / "dnc.txt"
+    do_not_call.write_text("+1 (415) 555-0502\n", encoding="utf-8")
+    results = tmp_path / "out.json"
+
+    run = CliRun.start(
+        tmp_path / "home",
+        "campaign",
+        str(contacts),
+        "--sandbox",
+        "--from-number",
+        TELNYX,
+        "--suppression-file",
+        str(do_not_call),
+        "--call-hours",
+        "00:00-24:00",
+        "--results",
+        str(results),
+    ).finish()
+
+    assert run.returncode == 0, run.stderr
+    rows = {row["to_number"]: row["outcome"] for row in json.loads(results.read_text())}
+    assert rows == {"+14155550501": "called", "+14155550502": "suppressed"}

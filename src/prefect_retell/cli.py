@@ -202,6 +202,46 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         "and reported timed_out (default: 3600)",
     )
     parser.add_argument(
+        "--call-hours",
+        metavar="HH:MM-HH:MM",
+        help="calling window in each recipient's local time, e.g. 09:00-20:00; "
+        "contacts outside it wait (default: any time)",
+    )
+    parser.add_argument(
+        "--call-days",
+        metavar="DAYS",
+        help="comma-separated days for --call-hours, e.g. Monday,Tuesday "
+        "(default: every day)",
+    )
+    parser.add_argument(
+        "--default-timezone",
+        help="IANA time zone for numbers that span several zones, for "
+        "--call-hours (e.g. America/New_York)",
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=1,
+        help="calls per contact, redials included, for no answer, busy and "
+        "voicemail (default: 1, no redial)",
+    )
+    parser.add_argument(
+        "--redial-delay-seconds",
+        type=_positive_float,
+        default=1800.0,
+        help="pause between a call's end and its redial (default: 1800)",
+    )
+    parser.add_argument(
+        "--suppression-file",
+        help="do-not-call list: one number a line, or a CSV with a phone column; "
+        "its numbers are never dialled",
+    )
+    parser.add_argument(
+        "--honor-internal-dnc",
+        action="store_true",
+        help="ask Retell to refuse numbers on the account's do-not-call list",
+    )
+    parser.add_argument(
         "--monitor",
         choices=("poll", "events", "none"),
         default="poll",
@@ -362,8 +402,42 @@ def _campaign(args: argparse.Namespace) -> int:
         "poll_interval_seconds": args.poll_interval_seconds,
         "call_timeout_seconds": args.call_timeout_seconds,
         "monitor": args.monitor,
+        "max_attempts": args.max_attempts,
+        "redial_delay_seconds": args.redial_delay_seconds,
+        "suppression_file": args.suppression_file,
+        "honor_internal_dnc": args.honor_internal_dnc,
     }
+    if args.call_hours or args.call_days or args.default_timezone:
+        window = _calling_window(args)
+        if isinstance(window, str):
+            print(f"error: {window}", file=sys.stderr)
+            return 2
+        options["calling_window"] = window
     return _run(options, args.credentials, args.results, sandbox=args.sandbox)
+
+
+def _calling_window(args: argparse.Namespace):
+    """The calling window the options describe, or what is wrong with them."""
+    from pydantic import ValidationError
+
+    from prefect_retell.windows import CallingWindow
+
+    fields: dict = {}
+    if args.call_hours:
+        start, _, end = args.call_hours.partition("-")
+        fields.update(start=start, end=end)
+    if args.call_days:
+        fields["days"] = [day.strip().title() for day in args.call_days.split(",")]
+    if args.default_timezone:
+        fields["default_timezone"] = args.default_timezone
+    try:
+        return CallingWindow(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return f"--call-hours/--call-days/--default-timezone: {problems}"
 
 
 def _demo(args: argparse.Namespace) -> int:

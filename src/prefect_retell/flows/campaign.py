@@ -640,11 +640,11 @@ class _Dialler:
                         campaign_id=self.plan.campaign_id, logger=self.logger
                     )
                 )
-            finished = await self._dial(to_dial)
+            finished = await self._run_lanes(to_dial)
         results.update({row.row: row for row in finished})
         return results
 
-    async def _dial(self, to_dial: list[Contact]) -> list[ContactResult]:
+    async def _run_lanes(self, to_dial: list[Contact]) -> list[ContactResult]:
         progress = _Progress(self)
         await progress.start()
         lanes = [asyncio.create_task(self._lane(contact)) for contact in to_dial]
