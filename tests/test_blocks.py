@@ -49,10 +49,12 @@ async def test_block_registers_with_the_prefect_cli(prefect_server, tmp_path):
     output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
 
     assert process.returncode == 0, output.decode()
-    assert "Successfully registered 1 block" in output.decode()
+    assert "Successfully registered 2 blocks" in output.decode()
     async with get_client() as client:
-        block_type = await client.read_block_type_by_slug("retell-credentials")
-    assert block_type.name == "Retell Credentials"
+        credentials = await client.read_block_type_by_slug("retell-credentials")
+        suppression = await client.read_block_type_by_slug("retell-suppression-list")
+    assert credentials.name == "Retell Credentials"
+    assert suppression.name == "Retell Suppression List"
 
 
 async def test_saved_block_loads_with_a_working_key(prefect_server, keyed_sandbox):
