@@ -79,6 +79,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from prefect_retell._serving import bind, url_of, uvicorn_config
 from prefect_retell.errors import RetellConfigurationError
 from prefect_retell.webhooks import (
     SIGNATURE_HEADER,
@@ -677,9 +678,9 @@ class WebhookReceiverServer:
         *,
         startup_timeout_seconds: float = 10.0,
     ) -> None:
-        self._socket = _bind(host, port)
-        self.url = _url(host, self._socket)
-        self._server = uvicorn.Server(_uvicorn_config(app))
+        self._socket = bind(host, port)
+        self.url = url_of(host, self._socket)
+        self._server = uvicorn.Server(uvicorn_config(app, graceful_shutdown_seconds=5))
         self._thread: threading.Thread | None = None
         self._startup_timeout_seconds = startup_timeout_seconds
         self._shutdown_timeout_seconds = app.state.shutdown_timeout_seconds
@@ -743,11 +744,11 @@ def run_webhook_receiver(
     Raises:
         OSError: The address cannot be bound.
     """
-    sock = _bind(host, port)
-    server = uvicorn.Server(_uvicorn_config(app))
+    sock = bind(host, port)
+    server = uvicorn.Server(uvicorn_config(app, graceful_shutdown_seconds=5))
     with contextlib.suppress(KeyboardInterrupt):
         # uvicorn re-raises the Ctrl-C it handled, after a clean shutdown.
-        asyncio.run(_serve(server, sock, _url(host, sock), on_ready))
+        asyncio.run(_serve(server, sock, url_of(host, sock), on_ready))
 
 
 async def _serve(
@@ -762,37 +763,3 @@ async def _serve(
     if server.started and on_ready is not None:
         on_ready(url)
     await task
-
-
-def _uvicorn_config(app: Starlette) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        # The lifespan starts and stops the sending to Prefect.
-        lifespan="on",
-        http="h11",
-        ws="none",
-        loop="asyncio",
-        timeout_graceful_shutdown=5,
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not left 0: asyncio turns Nagle off only on sockets that
-    # say so, and with it on each answer waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(host: str, sock: socket.socket) -> str:
-    port = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"

@@ -20,6 +20,8 @@ from types import FrameType
 
 import uvicorn
 
+from prefect_retell._serving import bind, url_of, uvicorn_config
+
 from .app import create_app
 from .config import SandboxConfig
 from .state import Sandbox
@@ -79,8 +81,8 @@ class SandboxServer:
     ) -> None:
         _warn_if_exposed(host)
         self.sandbox = sandbox
-        self._socket = _bind(host, port)
-        self.base_url = _base_url(host, self._socket)
+        self._socket = bind(host, port)
+        self.base_url = url_of(host, self._socket)
         sandbox.base_url = self.base_url
         self._closing = threading.Event()
         app = create_app(sandbox, self._closing)
@@ -183,8 +185,8 @@ def run_sandbox(
     """
     _warn_if_exposed(host)
     sandbox = Sandbox(config)
-    sock = _bind(host, port)
-    sandbox.base_url = _base_url(host, sock)
+    sock = bind(host, port)
+    sandbox.base_url = url_of(host, sock)
     closing = threading.Event()
     server = _UvicornServer(_uvicorn_config(create_app(sandbox, closing)), closing)
     try:
@@ -216,38 +218,8 @@ def _uvicorn_config(app: object) -> uvicorn.Config:
     filters = logging.getLogger("uvicorn.error").filters
     if not any(isinstance(item, _DroppedResponseFilter) for item in filters):
         logging.getLogger("uvicorn.error").addFilter(_DroppedResponseFilter())
-    return uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        # The lifespan starts and stops the webhook dispatcher.
-        lifespan="on",
-        http="h11",
-        ws="none",
-        loop="asyncio",
-        # Hanging answers end when the server closes; this only bounds stragglers.
-        timeout_graceful_shutdown=2,
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on sockets that
-    # say they are TCP, and with it on every answer waited ~40 ms for an ACK.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _base_url(host: str, sock: socket.socket) -> str:
-    port = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
+    # Hanging answers end when the server closes; the grace only bounds stragglers.
+    return uvicorn_config(app, graceful_shutdown_seconds=2)
 
 
 def _warn_if_exposed(host: str) -> None:
