@@ -43,6 +43,7 @@ from starlette.types import Receive, Scope, Send
 
 from .errors import ApiError, bad_request
 from .faults import Fault
+from .listing import named_call_ids
 from .outcomes import Outcome
 from .state import Sandbox
 
@@ -121,6 +122,7 @@ async def _answer(
         endpoint.name,
         call_id=request.path_params.get("call_id"),
         to_number=_body_to_number(endpoint, body),
+        listed_call_ids=_body_call_ids(endpoint, body),
     )
     if fault is None:
         return _process(sandbox, endpoint, request, body)
@@ -169,6 +171,12 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise bad_request("The request body is not valid JSON.") from exc
+
+
+def _body_call_ids(endpoint: _Endpoint, body: Any) -> frozenset[str] | None:
+    if endpoint.name != "list-calls" or not isinstance(body, dict):
+        return None
+    return named_call_ids(body.get("filter_criteria"))
 
 
 def _body_to_number(endpoint: _Endpoint, body: Any) -> str | None:

@@ -18,6 +18,7 @@ applies to (0 = all of them).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
@@ -83,12 +84,16 @@ class Fault(BaseModel):
     to_number: str | None = Field(
         default=None,
         description=(
-            "Only requests about this destination: a create's to_number, or the "
-            "call of a call-scoped endpoint."
+            "Only requests about this destination: a create's to_number, the call "
+            "of a call-scoped endpoint, or a call a list-calls call_id filter names."
         ),
     )
     call_id: str | None = Field(
-        default=None, description="Only requests whose path names this call."
+        default=None,
+        description=(
+            "Only requests whose path names this call, or list-calls requests "
+            "whose call_id filter names it."
+        ),
     )
 
     @field_validator("endpoint")
@@ -126,14 +131,14 @@ class _ArmedFault:
         return self.fault.times > 0 and self.applied >= self.fault.times
 
     def matches(
-        self, endpoint: str, call_id: str | None, to_number: str | None
+        self, endpoint: str, call_ids: Collection[str], to_numbers: Collection[str]
     ) -> bool:
         fault = self.fault
         if fault.endpoint not in ("*", endpoint):
             return False
-        if fault.call_id is not None and fault.call_id != call_id:
+        if fault.call_id is not None and fault.call_id not in call_ids:
             return False
-        return fault.to_number is None or fault.to_number == to_number
+        return fault.to_number is None or fault.to_number in to_numbers
 
 
 class FaultBook:
@@ -159,6 +164,7 @@ class FaultBook:
         *,
         call_id: str | None = None,
         to_number: str | None = None,
+        listed: Collection[tuple[str, str]] = (),
     ) -> Fault | None:
         """Return the fault this request triggers, counting it, or None.
 
@@ -166,9 +172,13 @@ class FaultBook:
             endpoint: The endpoint name, e.g. "create-phone-call".
             call_id: The call the request is about, if any.
             to_number: The destination the request is about, if known.
+            listed: `(call_id, to_number)` of each call a list-calls filter
+                names; a fault scoped to one of them applies to the request.
         """
+        call_ids = {call_id, *(listed_id for listed_id, _ in listed)} - {None}
+        to_numbers = {to_number, *(number for _, number in listed)} - {None}
         for armed in self._armed:
-            if armed.spent or not armed.matches(endpoint, call_id, to_number):
+            if armed.spent or not armed.matches(endpoint, call_ids, to_numbers):
                 continue
             armed.seen += 1
             if armed.seen <= armed.fault.after:
