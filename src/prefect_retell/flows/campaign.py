@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -47,9 +48,10 @@ from prefect_retell.flows._limits import (
     rate_limit_name,
 )
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
+from prefect_retell.polling import CallPoller, PollSchedule
 from prefect_retell.privacy import mask_phone_number
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
-from prefect_retell.tasks import bind_agents, follow_call, place_call, shared_client
+from prefect_retell.tasks import bind_agents, place_call, shared_client
 
 __all__ = ["derived_campaign_id", "outbound_campaign"]
 
@@ -184,7 +186,9 @@ async def outbound_campaign(
         metadata: Metadata added to every call.
         call_timeout_seconds: Longest time to follow one call before reporting it
             as timed out.
-        poll_interval_seconds: Pause between two reads of a live call.
+        poll_interval_seconds: Shortest pause between two reads of the live
+            calls. Calls are read in batches, each more rarely as it ages: first
+            after 5 times this, then at most 60 times this apart.
         stop_calls_on_timeout: Stop a call still live when its wait runs out.
 
     Returns:
@@ -624,13 +628,10 @@ class _Dialler:
         self, contact: Contact, call: PhoneCall, attempt: int
     ) -> PhoneCall | ContactResult:
         try:
-            return await follow_call(
-                self.client,
+            return await self._poller.wait(
                 call.call_id,
                 timeout_seconds=self.plan.call_timeout_seconds,
-                poll_interval_seconds=self.plan.poll_interval_seconds,
                 stop_on_timeout=self.plan.stop_calls_on_timeout,
-                logger=self.logger,
             )
         except RetellCallTimeoutError as exc:
             return _timed_out(contact, call, attempt, exc)
@@ -640,6 +641,15 @@ class _Dialler:
             # One call that cannot be followed must not fail the campaign and
             # lose the record of every call already placed.
             return _unfollowed(contact, call, attempt, exc)
+
+    @functools.cached_property
+    def _poller(self) -> CallPoller:
+        """One poller follows all the campaign's live calls, in batches.
+
+        Its loop runs only while calls are followed, so nothing needs closing.
+        """
+        schedule = PollSchedule.with_min_gap(self.plan.poll_interval_seconds)
+        return CallPoller(self.client, schedule=schedule, logger=self.logger)
 
     async def _create(
         self, contact: Contact, request: PhoneCallRequest
