@@ -41,6 +41,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from prefect_retell.client import RetellClient
 from prefect_retell.errors import (
     RetellAPIError,
@@ -50,7 +52,7 @@ from prefect_retell.errors import (
     RetellRateLimitError,
     RetellServerError,
 )
-from prefect_retell.models import PhoneCall
+from prefect_retell.models import PhoneCall, is_final_status
 
 # The timeout handling and the "finished" log line are follow_call's, so that a
 # call followed either way ends with the same error and the same log.
@@ -379,10 +381,11 @@ class CallPoller:
         criteria = {"call_id": {"type": "enum", "op": "in", "value": ids}}
         try:
             found = {
-                call.call_id: call
-                async for call in self.client.iter_calls(
+                item["call_id"]: item
+                async for item in self.client.iter_call_items(
                     criteria, page_size=self.page_size
                 )
+                if isinstance(item, dict) and isinstance(item.get("call_id"), str)
             }
         except RetellAuthenticationError as exc:
             self._fail(list(self._watches.values()), exc)
@@ -401,14 +404,14 @@ class CallPoller:
         return self._take_listed(chunk, found)
 
     def _take_listed(
-        self, chunk: Sequence[_Watch], found: dict[str, PhoneCall]
+        self, chunk: Sequence[_Watch], found: dict[str, dict[str, Any]]
     ) -> list[_Watch]:
         now = time.monotonic()
         absent = []
         for watch in chunk:
-            call = found.get(watch.call_id)
-            if call is not None:
-                self._seen(watch, call, now)
+            item = found.get(watch.call_id)
+            if item is not None:
+                self._seen_item(watch, item, now)
             elif self._is_current(watch):
                 watch.missing = True
                 if self._lagging(watch, now):
@@ -438,28 +441,52 @@ class CallPoller:
             # Not found, or refused: asking again will not help.
             self._fail([watch], exc)
         else:
+            # Seen, it is no longer missing: the list may have caught up by the
+            # next look.
             self._seen(watch, call, time.monotonic())
-            # Try the list again next time: it may have caught up.
-            watch.missing = False
 
     # What a look found
 
     def _is_current(self, watch: _Watch) -> bool:
         return self._watches.get(watch.call_id) is watch
 
+    def _seen_item(self, watch: _Watch, item: dict[str, Any], now: float) -> None:
+        """Take a list item; only a final call is worth validating in full."""
+        status = item.get("call_status")
+        if not is_final_status(status):
+            self._observe(watch, status, None, now)
+            return
+        try:
+            call = PhoneCall.model_validate(item)
+        except ValidationError as exc:
+            error = RetellError(
+                f"list-calls described call {watch.call_id} in a shape that cannot "
+                f"be read: {exc.error_count()} problem(s), the first at "
+                f"{'.'.join(str(part) for part in exc.errors()[0]['loc'])}"
+            )
+            self._fail([watch], error)
+            return
+        self._observe(watch, call.call_status, call, now)
+
     def _seen(self, watch: _Watch, call: PhoneCall, now: float) -> None:
+        self._observe(watch, call.call_status, call if call.is_final else None, now)
+
+    def _observe(
+        self, watch: _Watch, status: str | None, final: PhoneCall | None, now: float
+    ) -> None:
+        """Record a look at a call: its end, or when to look next."""
         if not self._is_current(watch):
             return
-        if call.call_status != watch.last_status:
-            self._logger.debug("Call %s is %s", call.call_id, call.call_status)
-        watch.last_status = call.call_status
+        if status != watch.last_status:
+            self._logger.debug("Call %s is %s", watch.call_id, status)
+        watch.last_status = status
         watch.last_look = now
         watch.failures = 0
         watch.missing = False
-        if call.is_final:
-            _log_finished(self._logger, call)
+        if final is not None:
+            _log_finished(self._logger, final)
             for waiter in watch.pending():
-                waiter.future.set_result(call)
+                waiter.future.set_result(final)
             self._drop(watch)
             return
         self._expire(watch, now)
