@@ -157,8 +157,12 @@ class Poller:
 async def send(
     http: httpx.AsyncClient, method: str, path: str, **kwargs: Any
 ) -> httpx.Response:
-    """Send, retrying 429 and 5xx a few times after Retry-After or a short pause."""
-    for attempt in range(5):
+    """Send, retrying 429 and 5xx after Retry-After or a growing pause.
+
+    A 429 means nothing was created, so it is always safe to send again; on a
+    busy machine a few in a row happen when creations bunch up on the way.
+    """
+    for attempt in range(10):
         response = await http.request(method, path, **kwargs)
         if response.status_code != 429 and response.status_code < 500:
             response.raise_for_status()

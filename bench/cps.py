@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import csv
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -21,6 +23,11 @@ from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# A fresh Prefect home, so a `retell-concurrency` limit left at 20 by earlier
+# runs on this machine cannot cap the campaign below what the rate needs.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-retell-bench-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

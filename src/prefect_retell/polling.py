@@ -371,6 +371,8 @@ class CallPoller:
             if watch not in chosen
             and now - watch.since >= gap
             and (watch.last_look is None or now - watch.last_look >= gap)
+            # A call the list has been leaving out would cost a get-call.
+            and not self._lagging(watch, now)
         ]
         extra.sort(key=lambda watch: watch.next_look)
         return due + extra[:room]
@@ -493,17 +495,20 @@ class CallPoller:
 
     def _failed(self, watches: Iterable[_Watch], error: Exception) -> None:
         now = time.monotonic()
-        for watch in watches:
-            if not self._is_current(watch):
-                continue
-            watch.failures += 1
+        current = [watch for watch in watches if self._is_current(watch)]
+        if current:
+            # One line for a whole batch: a failed list of 1000 calls is one event.
             self._logger.warning(
-                "Reading call %s failed for now (%d of %d in a row): %s",
-                watch.call_id,
-                watch.failures,
-                self.max_failed_looks,
+                "Reading %s failed for now: %s; a call is given up after %d "
+                "failed reads in a row",
+                f"call {current[0].call_id}"
+                if len(current) == 1
+                else f"{len(current)} calls",
                 error,
+                self.max_failed_looks,
             )
+        for watch in current:
+            watch.failures += 1
             if watch.failures >= self.max_failed_looks:
                 self._fail([watch], error)
             else:
