@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import csv
 import os
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# A fresh Prefect home, so a `retell-concurrency` limit left at 20 by earlier
+# runs on this machine cannot cap the campaign below what the rate needs.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-retell-bench-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], True)
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prefect_retell import RetellCredentials, outbound_campaign  # noqa: E402
 from prefect_retell.sandbox import SandboxConfig, serve_sandbox  # noqa: E402
@@ -57,12 +68,39 @@ async def one_run(cps: int, contacts: Path, server) -> tuple[str, float]:
     )
     wall = time.perf_counter() - started
     report = creation_report(server.sandbox.stats(), FROM_NUMBER)
+    FIGURES.extend(cps_figures(cps, report))
     row = (
         f"| {cps:>3} | {report.calls:>5} | {report.mean_rate:6.2f} | "
         f"{100 * report.mean_rate / cps:6.1f}% | {report.most_in_one_second:>4} | "
         f"{sum(report.rate_limited.values()):>4} | {wall:6.1f} |"
     )
     return row, report.mean_rate / cps
+
+
+FIGURES: list = []
+
+
+def cps_figures(cps: int, report) -> list:
+    """The run's figures against issue 5's targets, for `python -m bench`."""
+    from bench._support import Figure
+
+    rate_limited = sum(report.rate_limited.values())
+    share = report.mean_rate / cps
+    return [
+        Figure(
+            "cps", f"{cps} CPS: achieved / CPS", f"{share:.1%}", ">= 98%", share >= 0.98
+        ),
+        Figure(
+            "cps",
+            f"{cps} CPS: most in one second",
+            str(report.most_in_one_second),
+            f"<= {cps}",
+            report.most_in_one_second <= cps,
+        ),
+        Figure(
+            "cps", f"{cps} CPS: 429 answers", str(rate_limited), "0", rate_limited == 0
+        ),
+    ]
 
 
 def main() -> None:
@@ -74,6 +112,7 @@ def main() -> None:
         help="dispatch time per rate (default: 20)",
     )
     parser.add_argument("--rates", default="1,5,16", help="default: 1,5,16")
+    parser.add_argument("--json-out", help="also write the figures here as JSON")
     args = parser.parse_args()
     rates = [int(rate) for rate in args.rates.split(",")]
     config = SandboxConfig(concurrency_limit=400, time_scale=0.02)
@@ -85,6 +124,9 @@ def main() -> None:
             contacts = write_contacts(Path(folder), count)
             row, _ = asyncio.run(one_run(cps, contacts, server))
             print(row, flush=True)
+    from bench._support import write_figures
+
+    write_figures(args.json_out, FIGURES)
 
 
 if __name__ == "__main__":

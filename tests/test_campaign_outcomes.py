@@ -176,15 +176,17 @@ async def test_call_that_cannot_be_read_is_unknown_and_the_rest_go_on(
 ):
     """Reads of one call answer 400: that row is unknown, the others are called."""
     unreadable = "+14155550191"
-    sandbox.sandbox.add_fault(
-        Fault(
-            endpoint="get-call",
-            action="error",
-            status=400,
-            to_number=unreadable,
-            times=0,
+    # Calls are read one by one and in batches: both ways fail for this call.
+    for endpoint in ("get-call", "list-calls"):
+        sandbox.sandbox.add_fault(
+            Fault(
+                endpoint=endpoint,
+                action="error",
+                status=400,
+                to_number=unreadable,
+                times=0,
+            )
         )
-    )
     contacts = [{"phone": f"+1415555019{n}"} for n in (1, 2, 3)]
 
     run = await run_campaign(sandbox, contacts=contacts, from_number=TWILIO, cps=5)

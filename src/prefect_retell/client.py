@@ -321,19 +321,34 @@ class RetellClient:
         sort_order: str = "descending",
     ) -> AsyncIterator[PhoneCall]:
         """Yield every call matching `filter_criteria`, page after page."""
-        pagination_key = None
+        async for item in self.iter_call_items(
+            filter_criteria, page_size=page_size, sort_order=sort_order
+        ):
+            yield PhoneCall.model_validate(item)
+
+    async def iter_call_items(
+        self,
+        filter_criteria: dict[str, Any] | None = None,
+        *,
+        page_size: int = 100,
+        sort_order: str = "descending",
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield every call matching `filter_criteria` as Retell's JSON object.
+
+        For readers of a few fields of many calls, such as a poller that reads a
+        thousand live calls a second: validating every item as a `PhoneCall`
+        would cost it more CPU than all the rest of its work.
+        """
+        body: dict[str, Any] = {"limit": page_size, "sort_order": sort_order}
+        if filter_criteria:
+            body["filter_criteria"] = filter_criteria
         while True:
-            page = await self.list_calls_page(
-                filter_criteria,
-                limit=page_size,
-                pagination_key=pagination_key,
-                sort_order=sort_order,
-            )
-            for call in page.items:
-                yield call
-            if not page.has_more or not page.pagination_key:
+            page = await self._request("POST", "/v3/list-calls", json=body)
+            for item in page.get("items") or []:
+                yield item
+            if not page.get("has_more") or not page.get("pagination_key"):
                 return
-            pagination_key = page.pagination_key
+            body["pagination_key"] = page["pagination_key"]
 
     # Transport
 

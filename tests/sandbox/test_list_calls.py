@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
-from prefect_retell.sandbox import Outcome, Sandbox
+from prefect_retell.sandbox import Fault, Outcome, Sandbox
 
-from .support import TELNYX, create, wait_for_status
+from .support import TELNYX, client_for, create, wait_for_status
 
 
 async def _place(client: httpx.AsyncClient, count: int, **fields) -> list[str]:
@@ -234,3 +236,126 @@ async def test_cursor_survives_a_call_leaving_the_filter(
 
     assert [item["call_id"] for item in first["items"]] == [ids[2]]
     assert [item["call_id"] for item in second["items"]] == [ids[1], ids[0]]
+
+
+async def test_call_id_enum_filter_pages_through_the_named_calls(
+    client: httpx.AsyncClient, sandbox: Sandbox
+):
+    """An enum `in` over five of seven calls, two a page, yields those five once."""
+    ids = await _place(client, 7, from_number=TELNYX)
+    wanted = [ids[0], ids[1], ids[3], ids[5], ids[6]]
+    criteria = {"call_id": {"type": "enum", "op": "in", "value": wanted}}
+    seen, key, pages = [], None, 0
+
+    while True:
+        body = {"filter_criteria": criteria, "limit": 2}
+        if key:
+            body["pagination_key"] = key
+        page = (await client.post("/v3/list-calls", json=body)).json()
+        seen += [item["call_id"] for item in page["items"]]
+        pages += 1
+        if not page["has_more"]:
+            break
+        key = page["pagination_key"]
+
+    assert pages == 3
+    assert seen == list(reversed(wanted))
+
+
+async def test_call_id_string_ops(client: httpx.AsyncClient, sandbox: Sandbox):
+    """call_id takes every string op: ne leaves one call out, sw and co find one."""
+    ids = await _place(client, 3)
+
+    async def listed(op: str, value: str) -> list[str]:
+        spec = {"call_id": {"type": "string", "op": op, "value": value}}
+        body = {"filter_criteria": spec, "sort_order": "ascending"}
+        items = (await client.post("/v3/list-calls", json=body)).json()["items"]
+        return [item["call_id"] for item in items]
+
+    assert await listed("ne", ids[1]) == [ids[0], ids[2]]
+    assert await listed("sw", ids[2][:20]) == [ids[2]]
+    assert await listed("co", ids[0][5:30]) == [ids[0]]
+
+
+async def test_call_id_enum_needs_a_list_of_strings(client: httpx.AsyncClient, sandbox):
+    """An enum `in` whose value is not a list of strings is refused with 400."""
+    spec = {"call_id": {"type": "enum", "op": "in", "value": "call_abc"}}
+
+    response = await client.post("/v3/list-calls", json={"filter_criteria": spec})
+
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "filter_criteria.call_id.value must be a list of strings."
+    )
+
+
+async def test_list_lags_behind_get_call(own_server):
+    """With list_lag_seconds, a new call is readable by get-call but not listed."""
+    server = own_server(list_lag_seconds=60)
+    async with client_for(server) as http:
+        call_id = (await create(http, "+14155550201")).json()["call_id"]
+        criteria = {"call_id": {"type": "string", "op": "eq", "value": call_id}}
+
+        listed = await http.post("/v3/list-calls", json={"filter_criteria": criteria})
+        read = await http.get(f"/v2/get-call/{call_id}")
+
+    assert listed.json()["items"] == []
+    assert read.status_code == 200
+
+
+async def test_transient_status_shows_in_one_list_read(
+    client: httpx.AsyncClient, sandbox: Sandbox
+):
+    """A transient status is reported by the first list read after the ring only."""
+    sandbox.set_outcome(
+        "+14155550201",
+        Outcome(kind="stuck_ongoing", ring_seconds=0, transient_status="transferring"),
+    )
+    call_id = (await create(client, "+14155550201")).json()["call_id"]
+    criteria = {"call_id": {"type": "enum", "op": "in", "value": [call_id]}}
+    await wait_for_status_in_list(client, criteria)
+
+    second = (
+        await client.post("/v3/list-calls", json={"filter_criteria": criteria})
+    ).json()
+    read = (await client.get(f"/v2/get-call/{call_id}")).json()
+
+    assert second["items"][0]["call_status"] == "ongoing"
+    assert read["call_status"] == "ongoing"
+
+
+async def wait_for_status_in_list(client: httpx.AsyncClient, criteria) -> None:
+    """List until the call reports 'transferring' once; fail if it never does."""
+    for _ in range(100):
+        body = {"filter_criteria": criteria}
+        items = (await client.post("/v3/list-calls", json=body)).json()["items"]
+        if items[0]["call_status"] == "transferring":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the transient status never showed in list-calls")
+
+
+async def test_fault_scoped_to_a_call_hits_lists_naming_it(
+    client: httpx.AsyncClient, sandbox: Sandbox
+):
+    """A list-calls fault for one destination fails only lists whose call_id
+    filter names that destination's call."""
+    ids = await _place(client, 2)
+    sandbox.add_fault(
+        Fault(
+            endpoint="list-calls",
+            action="error",
+            status=400,
+            to_number="+14155550200",
+            times=0,
+        )
+    )
+
+    async def status(named: list[str]) -> int:
+        spec = {"call_id": {"type": "enum", "op": "in", "value": named}}
+        body = {"filter_criteria": spec}
+        return (await client.post("/v3/list-calls", json=body)).status_code
+
+    assert await status([ids[1]]) == 200
+    assert await status([ids[0], ids[1]]) == 400
+    assert (await client.post("/v3/list-calls", json={})).status_code == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -52,13 +53,13 @@ from prefect_retell.flows._limits import (
 )
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
 from prefect_retell.monitoring import CallEventWatcher, MonitorMode
+from prefect_retell.polling import CallPoller, PollSchedule
 from prefect_retell.privacy import mask_phone_number
 from prefect_retell.redial import CAPACITY_REASON, RedialPolicy
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
 from prefect_retell.suppression import Suppression, load_suppression
 from prefect_retell.tasks import (
     bind_agents,
-    follow_call,
     follow_call_by_events,
     place_call,
     shared_client,
@@ -253,7 +254,9 @@ async def outbound_campaign(
             keeps with the call and sends back in its webhooks.
         call_timeout_seconds: Longest time, in seconds, to follow one call before
             reporting it as timed out.
-        poll_interval_seconds: Seconds between two reads of a live call.
+        poll_interval_seconds: Shortest pause, in seconds, between two reads of
+            the live calls. Calls are read in batches, each more rarely as it
+            ages: first after 5 times this, then at most 60 times this apart.
         stop_calls_on_timeout: Stop a call still live when its wait runs out.
         monitor: How each call is followed to its end. `poll` reads live calls
             from Retell; `events` waits for the call events that
@@ -1026,18 +1029,22 @@ class _Dialler:
     async def _follow(
         self, contact: Contact, call: PhoneCall, attempt: int
     ) -> PhoneCall | ContactResult:
-        follow = dict(
-            timeout_seconds=self.plan.call_timeout_seconds,
-            poll_interval_seconds=self.plan.poll_interval_seconds,
-            stop_on_timeout=self.plan.stop_calls_on_timeout,
-            logger=self.logger,
-        )
         try:
             if self.watcher is not None:
                 return await follow_call_by_events(
-                    self.client, self.watcher, call.call_id, **follow
+                    self.client,
+                    self.watcher,
+                    call.call_id,
+                    timeout_seconds=self.plan.call_timeout_seconds,
+                    poll_interval_seconds=self.plan.poll_interval_seconds,
+                    stop_on_timeout=self.plan.stop_calls_on_timeout,
+                    logger=self.logger,
                 )
-            return await follow_call(self.client, call.call_id, **follow)
+            return await self._poller.wait(
+                call.call_id,
+                timeout_seconds=self.plan.call_timeout_seconds,
+                stop_on_timeout=self.plan.stop_calls_on_timeout,
+            )
         except RetellCallTimeoutError as exc:
             return _timed_out(contact, call, attempt, exc)
         except RetellAuthenticationError:
@@ -1046,6 +1053,15 @@ class _Dialler:
             # One call that cannot be followed must not fail the campaign and
             # lose the record of every call already placed.
             return _unfollowed(contact, call, attempt, exc)
+
+    @functools.cached_property
+    def _poller(self) -> CallPoller:
+        """One poller follows all the campaign's live calls, in batches.
+
+        Its loop runs only while calls are followed, so nothing needs closing.
+        """
+        schedule = PollSchedule.with_min_gap(self.plan.poll_interval_seconds)
+        return CallPoller(self.client, schedule=schedule, logger=self.logger)
 
     async def _create(
         self, contact: Contact, request: PhoneCallRequest

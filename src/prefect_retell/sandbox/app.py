@@ -50,6 +50,7 @@ from starlette.types import Receive, Scope, Send
 from .dispatcher import WebhookDispatcher
 from .errors import ApiError, bad_request
 from .faults import Fault, WebhookFault, parse_fault
+from .listing import named_call_ids
 from .outcomes import Outcome
 from .state import Sandbox
 
@@ -140,6 +141,7 @@ async def _answer(
         endpoint.name,
         call_id=request.path_params.get("call_id"),
         to_number=_body_to_number(endpoint, body),
+        listed_call_ids=_body_call_ids(endpoint, body),
     )
     if fault is None:
         return _process(sandbox, endpoint, request, body)
@@ -188,6 +190,12 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except ValueError as exc:
         raise bad_request("The request body is not valid JSON.") from exc
+
+
+def _body_call_ids(endpoint: _Endpoint, body: Any) -> frozenset[str] | None:
+    if endpoint.name != "list-calls" or not isinstance(body, dict):
+        return None
+    return named_call_ids(body.get("filter_criteria"))
 
 
 def _body_to_number(endpoint: _Endpoint, body: Any) -> str | None:

@@ -75,6 +75,14 @@ class SandboxConfig(BaseModel):
         default_factory=list,
         description="E.164 numbers on the internal do-not-call list.",
     )
+    list_lag_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Real seconds after its creation before a call appears in list-calls; "
+            "Retell's list can lag behind get-call."
+        ),
+    )
     idempotency_ttl_seconds: float = Field(
         default=3600,
         gt=0,

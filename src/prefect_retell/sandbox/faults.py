@@ -21,7 +21,7 @@ consumes at most one. `after` lets that many matching requests through first;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Generic, Literal, Protocol, TypeVar
@@ -90,12 +90,16 @@ class Fault(BaseModel):
     to_number: str | None = Field(
         default=None,
         description=(
-            "Only requests about this destination: a create's to_number, or the "
-            "call of a call-scoped endpoint."
+            "Only requests about this destination: a create's to_number, the call "
+            "of a call-scoped endpoint, or a call a list-calls call_id filter names."
         ),
     )
     call_id: str | None = Field(
-        default=None, description="Only requests whose path names this call."
+        default=None,
+        description=(
+            "Only requests whose path names this call, or list-calls requests "
+            "whose call_id filter names it."
+        ),
     )
 
     @field_validator("endpoint")
@@ -222,13 +226,15 @@ class _ArmedFault(Generic[FaultT]):
     def spent(self) -> bool:
         return self.fault.times > 0 and self.applied >= self.fault.times
 
-    def matches(self, target: str, call_id: str | None, to_number: str | None) -> bool:
+    def matches(
+        self, target: str, call_ids: Collection[str], to_numbers: Collection[str]
+    ) -> bool:
         fault = self.fault
         if fault.target not in ("*", target):
             return False
-        if fault.call_id is not None and fault.call_id != call_id:
+        if fault.call_id is not None and fault.call_id not in call_ids:
             return False
-        return fault.to_number is None or fault.to_number == to_number
+        return fault.to_number is None or fault.to_number in to_numbers
 
 
 class FaultBook(Generic[FaultT]):
@@ -255,6 +261,7 @@ class FaultBook(Generic[FaultT]):
         call_id: str | None = None,
         to_number: str | None = None,
         applicable: Callable[[FaultT], bool] | None = None,
+        listed: Collection[tuple[str, str]] = (),
     ) -> FaultT | None:
         """Return the fault this request or event triggers, counting it, or None.
 
@@ -265,9 +272,13 @@ class FaultBook(Generic[FaultT]):
             to_number: The destination it is about, if known.
             applicable: Says whether a matching fault can act here at all; one
                 that cannot is passed over without being counted.
+            listed: `(call_id, to_number)` of each call a list-calls filter
+                names; a fault scoped to one of them applies to the request.
         """
+        call_ids = {call_id, *(listed_id for listed_id, _ in listed)} - {None}
+        to_numbers = {to_number, *(number for _, number in listed)} - {None}
         for armed in self._armed:
-            if armed.spent or not armed.matches(target, call_id, to_number):
+            if armed.spent or not armed.matches(target, call_ids, to_numbers):
                 continue
             if applicable is not None and not applicable(armed.fault):
                 continue

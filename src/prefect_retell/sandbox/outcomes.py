@@ -91,7 +91,7 @@ class Outcome(BaseModel):
         default=None,
         description=(
             "A status outside Retell's enum (such as 'transferring') that exactly "
-            "one get-call read after the ring reports."
+            "one read after the ring reports, by get-call or list-calls."
         ),
     )
     call_successful: bool | None = Field(

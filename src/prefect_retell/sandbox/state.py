@@ -36,7 +36,13 @@ from .calls import LIVE_STATUSES, CallRecord, Phase, phase_at, render_call
 from .config import SandboxConfig, check_webhook_url
 from .errors import RATE_LIMITED_MESSAGE, ApiError, bad_request, not_found
 from .faults import Fault, FaultBook, WebhookFault, parse_fault
-from .listing import Page, call_filter, paginate, parse_page_request
+from .listing import (
+    Page,
+    call_filter,
+    named_call_ids,
+    paginate,
+    parse_page_request,
+)
 from .outcomes import (
     CallPlan,
     Outcome,
@@ -332,6 +338,10 @@ class Sandbox:
     def list_calls(self, body: Any) -> dict[str, Any]:
         """Handle POST /v3/list-calls.
 
+        A call appears only `list_lag_seconds` after its creation, as Retell's
+        list can lag behind get-call. A listed call due to report its Outcome's
+        transient status reports it here, and that read uses it up.
+
         Raises:
             ApiError: 400 for malformed filters, limits or cursors.
         """
@@ -339,16 +349,20 @@ class Sandbox:
         if not isinstance(body, dict):
             raise bad_request("The request body must be a JSON object.")
         request = parse_page_request(body)
-        matches = call_filter(body.get("filter_criteria"))
+        criteria = body.get("filter_criteria")
+        matches = call_filter(criteria)
         with self._lock:
             now = self._clock()
             calls = [
-                self._render(call, now, listing=True) for call in self._calls.values()
+                self._render(call, now, listing=True)
+                for call in self._listed(named_call_ids(criteria), now)
             ]
-        if request.descending:
-            calls.reverse()
+            if request.descending:
+                calls.reverse()
+            page = paginate(calls, request, "call_id", matches)
+            self._show_transient(page.items, now)
 
-        answer = _page_answer(paginate(calls, request, "call_id", matches))
+        answer = _page_answer(page)
         if body.get("include_total") is True:
             answer["total"] = sum(1 for call in calls if matches(call))
         return answer
@@ -462,6 +476,7 @@ class Sandbox:
         *,
         call_id: str | None = None,
         to_number: str | None = None,
+        listed_call_ids: frozenset[str] | None = None,
     ) -> Fault | None:
         """Return the fault a request triggers, counting it, or None.
 
@@ -470,11 +485,20 @@ class Sandbox:
             call_id: The call in the request path, if any; its destination is
                 used for `to_number` matchers when `to_number` is not given.
             to_number: The destination named in the request body, if any.
+            listed_call_ids: The calls a list-calls `call_id` filter names, so
+                that a fault scoped to one call also hits the lists that read it.
         """
         with self._lock:
             if to_number is None and call_id in self._calls:
                 to_number = self._calls[call_id].to_number
-            fault = self._faults.take(endpoint, call_id=call_id, to_number=to_number)
+            listed = [
+                (listed_id, self._calls[listed_id].to_number)
+                for listed_id in listed_call_ids or ()
+                if listed_id in self._calls
+            ]
+            fault = self._faults.take(
+                endpoint, call_id=call_id, to_number=to_number, listed=listed
+            )
             if fault is not None and fault.action == "error" and fault.status == 429:
                 self._stats.rate_limited["injected"] += 1
             return fault
@@ -768,6 +792,25 @@ class Sandbox:
             telephony_identifier=telephony,
             transient_pending=plan.transient_status is not None,
         )
+
+    def _listed(self, named: frozenset[str] | None, now: float) -> list[CallRecord]:
+        """The calls list-calls can see, oldest first; only `named` ones if given."""
+        lag = self.config.list_lag_seconds
+        return [
+            call
+            for call in self._calls.values()
+            if (named is None or call.call_id in named) and now - call.created_at >= lag
+        ]
+
+    def _show_transient(self, items: list[dict[str, Any]], now: float) -> None:
+        """Put a due transient status into the listed items, using it up."""
+        for item in items:
+            call = self._calls[item["call_id"]]
+            if self._transient_due(call, now):
+                item.update(
+                    call_status=call.plan.transient_status, disconnection_reason=None
+                )
+                call.transient_pending = False
 
     @staticmethod
     def _transient_due(call: CallRecord, now: float) -> bool:
