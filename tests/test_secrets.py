@@ -183,3 +183,32 @@ def test_campaign_takes_its_contacts_as_a_path_only():
     schema = outbound_campaign.parameters.model_dump()["properties"]["contacts"]
 
     assert schema.get("type") == "string"
+
+
+@pytest.mark.parametrize(
+    "bad_key", ["key_fx_SECRET123\u00e9", "key_fx_SECRET123\u2028x"]
+)
+async def test_key_that_cannot_be_sent_is_refused_without_quoting_it(
+    prefect_server, keyed_sandbox, caplog, bad_key
+):
+    """A non-ASCII key fails with its position named and never appears in logs."""
+    caplog.set_level(logging.DEBUG)
+    credentials = RetellCredentials(api_key=bad_key, base_url=keyed_sandbox.base_url)
+    with pytest.raises(Exception) as raised:
+        await outbound_call(TELNYX, "+14155550190", credentials=credentials)
+
+    assert "at position 17" in str(raised.value)
+    assert SECRET_PART not in str(raised.value)
+    assert not any(SECRET_PART in record.getMessage() for record in caplog.records)
+    assert not any(SECRET_PART in (record.exc_text or "") for record in caplog.records)
+
+
+async def test_spaces_pasted_around_a_key_are_dropped(prefect_server, keyed_sandbox):
+    """A key copied with a trailing no-break space still works."""
+    credentials = RetellCredentials(
+        api_key=f" {SECRET_API_KEY}\u00a0", base_url=keyed_sandbox.base_url
+    )
+    call = await outbound_call(
+        TELNYX, "+14155550191", credentials=credentials, monitor="none"
+    )
+    assert call.call_status == "registered"

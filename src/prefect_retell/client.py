@@ -149,6 +149,30 @@ def _error_class(status_code: int) -> type[RetellAPIError]:
     return _ERRORS_BY_STATUS.get(status_code, RetellAPIError)
 
 
+def _usable_key(api_key: str) -> str:
+    """The key without the spaces a copy and paste brings, or an error naming where.
+
+    A key with any other character outside printable ASCII cannot be sent in an
+    HTTP header; httpx would fail later with an encoding error that quotes the
+    whole header, key included.
+    """
+    key = api_key.strip()
+    for position, char in enumerate(key, start=1):
+        if not ("!" <= char <= "~"):
+            raise RetellAuthenticationError(
+                status_code=401,
+                method="-",
+                path="-",
+                retell_message=None,
+                note=(
+                    f"the API key has a character that cannot be sent "
+                    f"(U+{ord(char):04X}) at position {position}; copy it again "
+                    "from the Retell dashboard"
+                ),
+            )
+    return key
+
+
 class RetellClient:
     """An async client for Retell's REST API.
 
@@ -191,6 +215,7 @@ class RetellClient:
                 retell_message=None,
                 note="no API key was given; set RETELL_API_KEY or use a block",
             )
+        api_key = _usable_key(api_key)
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
