@@ -24,7 +24,7 @@ from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.schemas.events import Event
 
-from prefect_retell.models import PhoneCall, is_final_status
+from prefect_retell.models import CallAnalysis, PhoneCall, is_final_status
 
 __all__ = ["FINAL_CALL_EVENTS", "CallEventWatcher", "MonitorMode", "call_from_event"]
 
@@ -105,6 +105,7 @@ class CallEventWatcher:
         self.campaign_id = campaign_id
         self.logger = logger or logging.getLogger(__name__)
         self.events_received = 0
+        self.analyses: dict[str, CallAnalysis] = {}
         self._waiters: dict[str, asyncio.Future[PhoneCall]] = {}
         self._unclaimed: dict[str, PhoneCall] = {}
         self._reader: asyncio.Task[None] | None = None
@@ -184,6 +185,11 @@ class CallEventWatcher:
         if call is None:
             return
         self.events_received += 1
+        if call.call_analysis is not None and self._is_ours(call):
+            # Kept apart: `call_analyzed` often comes after the wait has ended.
+            self.analyses[call.call_id] = call.call_analysis
+            while len(self.analyses) > _MAX_UNCLAIMED:
+                self.analyses.pop(next(iter(self.analyses)))
         waiter = self._waiters.get(call.call_id)
         if waiter is not None:
             if not waiter.done():

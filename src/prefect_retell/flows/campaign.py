@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -79,6 +80,8 @@ __all__ = ["derived_campaign_id", "outbound_campaign"]
 _MAX_ATTEMPTS = 3
 _RETRY_PAUSE_SECONDS = 2.0
 _PROGRESS_EVERY_SECONDS = 2.0
+# How long a campaign in events mode waits, at its end, for analyses still due.
+_ANALYSIS_GRACE_SECONDS = 15.0
 # Outcomes that are final for a contact; "unknown" and "timed_out" are looked up
 # again by a resumed run.
 _RECORDED_OUTCOMES = frozenset({"called", "failed"})
@@ -644,8 +647,41 @@ class _Dialler:
                     )
                 )
             finished = await self._run_lanes(to_dial)
+            if self.watcher is not None:
+                await self._attach_analyses(finished)
         results.update({row.row: row for row in finished})
         return results
+
+    async def _attach_analyses(self, rows: list[ContactResult]) -> None:
+        """Give rows the analysis that came in `retell.call.analyzed` after the end.
+
+        A call's wait ends with `retell.call.ended`, which carries no analysis;
+        Retell sends it separately, seconds later. Rows of connected calls wait
+        for it here, together and for a short while, not holding any slot.
+        """
+        missing = {
+            row.call_id: row
+            for row in rows
+            if row.call_id
+            and row.call_status in ("ended", "not_connected")
+            and row.call_successful is None
+        }
+        deadline = time.monotonic() + _ANALYSIS_GRACE_SECONDS
+        while missing:
+            for call_id in list(missing):
+                analysis = self.watcher.analyses.get(call_id)
+                if analysis is not None:
+                    missing.pop(call_id).call_successful = analysis.call_successful
+            if not missing or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if missing:
+            self.logger.info(
+                "%d call(s) had no analysis event within %g s; their "
+                "call_successful is left empty",
+                len(missing),
+                _ANALYSIS_GRACE_SECONDS,
+            )
 
     async def _run_lanes(self, to_dial: list[Contact]) -> list[ContactResult]:
         progress = _Progress(self)
