@@ -9,6 +9,7 @@ import csv
 import json
 import logging
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -39,6 +40,11 @@ def _positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, not {value}")
     return value
+
+
+# argparse names the type in its message ("invalid <name> value: 'abc'").
+_positive_int.__name__ = "whole number"
+_positive_float.__name__ = "number"
 
 
 def _webhook_url(text: str) -> str:
@@ -378,6 +384,12 @@ def _results_problem(results: str | None) -> str | None:
         return f"--results {results}: the file must end in .csv or .json"
     if not path.parent.is_dir():
         return f"--results {results}: folder {path.parent} does not exist"
+    if path.is_dir():
+        return f"--results {results}: is a folder, not a file"
+    if not os.access(path.parent, os.W_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        return f"--results {results}: cannot be written (permission denied)"
     return None
 
 
@@ -407,7 +419,7 @@ def _campaign(args: argparse.Namespace) -> int:
         "suppression_file": args.suppression_file,
         "honor_internal_dnc": args.honor_internal_dnc,
     }
-    if args.call_hours or args.call_days or args.default_timezone:
+    if args.call_hours or args.call_days is not None or args.default_timezone:
         window = _calling_window(args)
         if isinstance(window, str):
             print(f"error: {window}", file=sys.stderr)
@@ -422,22 +434,32 @@ def _calling_window(args: argparse.Namespace):
 
     from prefect_retell.windows import CallingWindow
 
-    fields: dict = {}
+    # Without --call-hours, any hour of the allowed days.
+    fields: dict = {"start": "00:00", "end": "24:00"}
     if args.call_hours:
         start, _, end = args.call_hours.partition("-")
-        fields.update(start=start, end=end)
-    if args.call_days:
-        fields["days"] = [day.strip().title() for day in args.call_days.split(",")]
+        fields.update(start=start.strip(), end=end.strip())
+    if args.call_days is not None:
+        days = [day.strip().title() for day in args.call_days.split(",")]
+        if not any(days):
+            return "--call-days: name at least one day, such as Monday,Friday"
+        fields["days"] = days
     if args.default_timezone:
         fields["default_timezone"] = args.default_timezone
     try:
         return CallingWindow(**fields)
     except ValidationError as exc:
+        options = {
+            "start": "--call-hours",
+            "end": "--call-hours",
+            "days": "--call-days",
+        }
         problems = "; ".join(
-            f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+            f"{options.get(str(error['loc'][0]), '--default-timezone')}: "
+            f"{str(error['msg']).removeprefix('Value error, ')}"
             for error in exc.errors()
         )
-        return f"--call-hours/--call-days/--default-timezone: {problems}"
+        return problems
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -475,7 +497,9 @@ class _UserErrorsWithoutTraceback(logging.Filter):
 def _run(
     options: dict, credentials: str | None, results: str | None, *, sandbox: bool
 ) -> int:
-    from prefect_retell.errors import RetellError
+    from prefect.exceptions import TerminationSignal
+
+    from prefect_retell.errors import RetellConfigurationError, RetellError
     from prefect_retell.flows.campaign import derived_campaign_id
 
     if not sandbox and not options.get("campaign_id"):
@@ -483,8 +507,15 @@ def _run(
         options["campaign_id"] = derived_campaign_id(
             options["contacts"], options["from_number"], options.get("agent_id"), None
         )
+    _stop_on_sigterm()
     quiet = _UserErrorsWithoutTraceback(
-        (RetellError, ValueError, KeyboardInterrupt, asyncio.CancelledError)
+        (
+            RetellError,
+            ValueError,
+            KeyboardInterrupt,
+            TerminationSignal,
+            asyncio.CancelledError,
+        )
     )
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(name).addFilter(quiet)
@@ -495,17 +526,15 @@ def _run(
             result, stats = asyncio.run(_flow(options, credentials)), None
     except (RetellError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if not sandbox and not isinstance(exc, (RetellConfigurationError, ValueError)):
+            # Calls may have been placed before the error: say how to go on.
+            print(_resume_hint(options), file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, TerminationSignal):
         if sandbox:
             print("\nInterrupted; the sandbox ended with it.", file=sys.stderr)
         else:
-            print(
-                f"\nInterrupted. Run the same command again to resume campaign "
-                f"{options['campaign_id']}: calls already placed are not dialled "
-                "again.",
-                file=sys.stderr,
-            )
+            print("\nInterrupted. " + _resume_hint(options), file=sys.stderr)
         return 130
     print()
     print(result.summary_markdown())
@@ -515,6 +544,23 @@ def _run(
         _write_results(result, Path(results))
         print(f"Wrote {len(result.rows)} rows to {results}")
     return 0
+
+
+def _resume_hint(options: dict) -> str:
+    return (
+        f"Run the same command again to resume campaign {options['campaign_id']}: "
+        "calls already placed are not dialled again."
+    )
+
+
+def _stop_on_sigterm() -> None:
+    """Let `kill` end a campaign the way Ctrl-C does, with the resume hint."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 async def _flow(options: dict, credentials):

@@ -47,6 +47,8 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 from pydantic import BaseModel, ConfigDict
 
+from prefect_retell.privacy import mask_phone_number
+
 __all__ = [
     "PHONE_HEADER_ALIASES",
     "SAMPLE_CONTACTS",
@@ -806,13 +808,32 @@ def _phone_index(headers: list[str], wanted: str | None, source: str) -> int:
         missing = f"no column {wanted!r}"
     if index is not None:
         return index
-    found = ", ".join(repr(header) for header in headers) or "none"
-    where = "the contact list" if source == LIST_SOURCE else f"contact file '{source}'"
-    raise ContactsError(
-        f"{where} has {missing}; columns found: {found}. Name the "
-        "phone column (phone_column in Python, --phone-column on the command line) "
-        "or rename it to 'Phone'"
+    # A header that is a phone number means the file has no header row; the
+    # message is logged, so such a header is shown masked.
+    numbers = [header for header in headers if _looks_like_number(header)]
+    found = (
+        ", ".join(
+            repr(
+                mask_phone_number(header, always=True) if header in numbers else header
+            )
+            for header in headers
+        )
+        or "none"
     )
+    where = "the contact list" if source == LIST_SOURCE else f"contact file '{source}'"
+    hint = (
+        "; its first line holds a phone number, so it seems to have no header row: "
+        "add one, such as 'Phone'"
+        if numbers
+        else ". Name the phone column (phone_column in Python, --phone-column on "
+        "the command line) or rename it to 'Phone'"
+    )
+    raise ContactsError(f"{where} has {missing}; columns found: {found}{hint}")
+
+
+def _looks_like_number(text: str) -> bool:
+    digits = sum(char.isdigit() for char in text)
+    return digits >= 7 and digits >= len(text.strip()) * 0.6
 
 
 class _Column(NamedTuple):

@@ -523,6 +523,11 @@ async def _own_number(client: RetellClient, from_number: str):
     try:
         return await client.get_phone_number(from_number)
     except RetellNotFoundError as exc:
+        if not re.fullmatch(r"\+[1-9]\d{6,14}", from_number.strip()):
+            raise RetellConfigurationError(
+                "from_number must be written in E.164, a + and the country code "
+                "then the digits, such as +14155550100; nothing was dialled."
+            ) from exc
         raise RetellConfigurationError(
             f"from_number {mask_phone_number(from_number)} is not a phone number of "
             "this Retell account; nothing was dialled."
