@@ -209,3 +209,36 @@ async def test_without_honor_internal_dnc_retell_places_the_call(
 
     assert run.row(1).outcome == "called"
     assert len(run.calls_to(RETELL_DNC)) == 1
+
+
+@pytest.mark.parametrize("text", ["", "phone\n", "# nobody yet\n\n"])
+async def test_empty_suppression_file_stops_the_campaign_before_dialling(
+    prefect_server, sandbox, credentials, tmp_path, text
+):
+    """A do-not-call file with no number is refused, not taken as 'call everyone'."""
+    with pytest.raises(RetellConfigurationError) as caught:
+        await outbound_campaign(
+            contacts=_write(tmp_path, "contacts.csv", f"phone\n{FREE}\n"),
+            from_number=TWILIO,
+            credentials=credentials,
+            suppression_file=_write(tmp_path, "dnc.txt", text),
+        )
+
+    assert "suppression file 'dnc.txt' holds no valid number" in str(caught.value)
+    assert sandbox.sandbox.stats()["calls"] == []
+
+
+async def test_a_comment_after_a_number_still_suppresses_it(sandbox, tmp_path):
+    """'+1 415 555 0180  # asked on 3 May' suppresses +14155550180."""
+    run = await run_campaign(
+        sandbox,
+        contacts=_contacts(),
+        from_number=TWILIO,
+        suppression_file=_write(
+            tmp_path, "dnc.txt", "+1 415 555 0180  # asked on 3 May\n"
+        ),
+    )
+
+    outcomes = {row.to_number: row.outcome for row in run.result.rows}
+    assert outcomes[LISTED] == "suppressed"
+    assert LISTED not in {call["to_number"] for call in run.stats["calls"]}

@@ -99,6 +99,14 @@ async def load_suppression(
     suppression = Suppression()
     if path:
         numbers, problems = _read_file(Path(path), default_region)
+        if not numbers:
+            # An empty list is far likelier a wrong or truncated file than a
+            # campaign that means to suppress nobody.
+            raise RetellConfigurationError(
+                f"suppression file '{Path(path).name}' holds no valid number"
+                + (f" ({'; '.join(problems[:3])})" if problems else "")
+                + "; nothing was dialled."
+            )
         _add(suppression, f"suppression file '{Path(path).name}'", numbers, problems)
     if block_name:
         block = await _load_block(block_name)
@@ -140,6 +148,10 @@ async def _load_block(name: str) -> SuppressionList:
 
 def _read_file(path: Path, region: str) -> tuple[set[str], list[str]]:
     """Numbers of a suppression file: a CSV with a phone column, or bare lines."""
+    if path.is_dir():
+        raise RetellConfigurationError(
+            f"suppression file '{path}' is a folder, not a file; nothing was dialled."
+        )
     if not path.is_file():
         raise RetellConfigurationError(
             f"suppression file '{path}' does not exist; nothing was dialled."
@@ -169,7 +181,8 @@ def _read_lines(path: Path, region: str) -> tuple[set[str], list[str]]:
             "dialled."
         ) from exc
     lines = (
-        (number, line.split(",")[0].strip())
+        # A comment may also end a line: "+1 415 555 0102  # asked on 3 May".
+        (number, line.split("#")[0].split(",")[0].strip())
         for number, line in enumerate(text.splitlines(), 1)
     )
     return _normalise(
