@@ -470,7 +470,7 @@ class _Dialler:
         self.client = client
         self.plan = plan
         self.logger = logger
-        self.pacer = CallPacer(cps, rate_limit_name(plan.from_number))
+        self.pacer = CallPacer(cps, rate_limit_name(plan.from_number), logger=logger)
         self.slots = SlotPool(
             concurrency_limit_name(), plan.concurrency_limit, chunk=max(cps, 5)
         )
@@ -531,8 +531,10 @@ class _Dialler:
             await asyncio.gather(*lanes, return_exceptions=True)
             raise
         finally:
+            await self.pacer.close()
             await self.slots.close()
             await progress.stop()
+            self.logger.info("Pacing: %s", self.pacer.stats.describe())
 
     async def _lane(self, contact: Contact) -> ContactResult:
         result = await self._recorded_call(contact)
