@@ -42,12 +42,13 @@ from prefect_retell.errors import (
 from prefect_retell.flows._credentials import resolve_credentials
 from prefect_retell.flows._limits import (
     CallPacer,
+    PacerRotation,
     SlotPool,
     concurrency_limit_name,
     ensure_limit,
     rate_limit_name,
 )
-from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
+from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest, PhoneNumber
 from prefect_retell.monitoring import CallEventWatcher, MonitorMode
 from prefect_retell.privacy import mask_phone_number
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
@@ -59,7 +60,7 @@ from prefect_retell.tasks import (
     shared_client,
 )
 
-__all__ = ["derived_campaign_id", "outbound_campaign"]
+__all__ = ["derived_campaign_id", "outbound_campaign", "shard_of"]
 
 # Calls that ended for lack of a free concurrency slot are placed again, this many
 # times in all, after a growing pause: the limit is transient, not the contact's fault.
@@ -85,7 +86,11 @@ _SYSTEM_VARIABLES = {
 
 @dataclass
 class _Plan:
-    """Everything decided before the first call."""
+    """Everything decided before the first call.
+
+    `from_number` is the first of `from_numbers`; `allowed` is the countries any
+    of them may call (None: any), `allowed_by_number` each number's own.
+    """
 
     campaign_id: str
     from_number: str
@@ -99,6 +104,10 @@ class _Plan:
     stop_calls_on_timeout: bool
     monitor: MonitorMode = "poll"
     warnings: list[str] = field(default_factory=list)
+    from_numbers: list[str] = field(default_factory=list)
+    allowed_by_number: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    shard: int = 1
+    shard_count: int = 1
 
 
 @task(name="load-contacts", cache_policy=NO_CACHE)
@@ -140,7 +149,7 @@ def load_contact_list(
 @flow(name="retell-outbound-campaign", log_prints=False)
 async def outbound_campaign(
     contacts: str,
-    from_number: str,
+    from_number: str | None = None,
     credentials: RetellCredentials | str | None = None,
     cps: int = 1,
     max_concurrency: int | None = None,
@@ -157,6 +166,9 @@ async def outbound_campaign(
     poll_interval_seconds: float = 2.0,
     stop_calls_on_timeout: bool = True,
     monitor: MonitorMode = "poll",
+    from_numbers: list[str] | None = None,
+    shard: int = 1,
+    shard_count: int = 1,
 ) -> CampaignResult:
     """Call every valid contact of a list and report what became of every row.
 
@@ -168,11 +180,17 @@ async def outbound_campaign(
     the Prefect UI. Each call is followed to its final status. The flow publishes a
     progress artifact while it dials, then a table of results and a summary.
 
+    Several numbers (`from_numbers`) each get their own rate limit at `cps`, and
+    each call goes out on whichever number that may call its destination frees
+    first, so the rates add up. A long list can be split into `shard_count` flow
+    runs, on as many workers, that share the limits through the Prefect server.
+
     Args:
         contacts: Path of a CSV or TSV contact list. A path, not the rows: Prefect
             stores and shows flow parameters in full, and the list is personal
             data.
-        from_number: The account's number to call from, in E.164.
+        from_number: The account's number to call from, in E.164. May be left
+            empty when `from_numbers` names the numbers.
         credentials: Name of a saved RetellCredentials block; empty reads
             RETELL_API_KEY and RETELL_BASE_URL.
         cps: Calls per second, at most what the number's provider allows
@@ -203,9 +221,24 @@ async def outbound_campaign(
             `call_timeout_seconds`; `none` places the calls and does not follow
             them, so their rows end as placed (`registered`) and the campaign
             holds a concurrency slot only while it creates each call.
+        from_numbers: More of the account's numbers to call from, beside
+            `from_number`. Each is checked before dialling (it belongs to the
+            account, its provider allows `cps`, the countries it may call) and
+            is paced at `cps` under its own limit. A contact's calls are found
+            on resume whichever number placed them.
+        shard: Which share of the list this run dials, from 1 to `shard_count`.
+            Contacts are shared out by their number in E.164, not their row, so
+            the same list split the same way gives every shard the same contacts
+            in any order, and no contact is in two shards. Rows that cannot be
+            dialled are reported by shard 1.
+        shard_count: How many flow runs share the list; 1 dials all of it. Give
+            the shards the same list and settings, so that they derive the same
+            campaign id (or pass the same `campaign_id`). `max_concurrency`
+            applies to each shard; the Prefect limits hold for all of them.
 
     Returns:
-        One `ContactResult` per input row, in input order.
+        One `ContactResult` per input row, in input order; for a shard, the rows
+        of its share.
 
     Raises:
         RetellConfigurationError: A setting cannot work; raised before any call.
@@ -222,20 +255,23 @@ async def outbound_campaign(
     started_at = datetime.now(timezone.utc)
     _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
     _check_metadata(metadata)
+    numbers = _numbers_to_call_from(from_number, from_numbers)
+    _check_shard(shard, shard_count)
     retell = await resolve_credentials(credentials)
     contact_list = load_contact_list(
         contacts, phone_column, default_region, encoding, delimiter
     )
     campaign_id = campaign_id or derived_campaign_id(
-        contacts, from_number, agent_id, agent_version
+        contacts, numbers, agent_id, agent_version
     )
     logger.info("Campaign id: %s", campaign_id)
+    contact_list = _share_of(contact_list, shard, shard_count, logger)
     async with shared_client(retell) as client:
         plan = await _plan_campaign(
             retell,
             client,
             contact_list,
-            from_number=from_number,
+            from_numbers=numbers,
             campaign_id=campaign_id,
             cps=cps,
             max_concurrency=max_concurrency,
@@ -247,35 +283,41 @@ async def outbound_campaign(
             poll_interval_seconds=poll_interval_seconds,
             stop_calls_on_timeout=stop_calls_on_timeout,
             monitor=monitor,
+            shard=shard,
+            shard_count=shard_count,
         )
         dialler = _Dialler(retell, client, plan, cps=cps, logger=logger)
         called = await dialler.run(contact_list)
     rows = _all_rows(contact_list, called)
     result = CampaignResult(
         campaign_id=campaign_id,
-        from_number=from_number,
+        from_number=plan.from_number,
         started_at=started_at,
         finished_at=datetime.now(timezone.utc),
         rows=rows,
         warnings=contact_list.warnings + plan.warnings,
     )
-    await _publish(result)
+    await _publish(result, plan)
     logger.info("Campaign %s done: %s", campaign_id, _counts_text(result.counts))
     return result
 
 
 def derived_campaign_id(
     contacts: str | os.PathLike[str],
-    from_number: str,
+    from_number: str | Sequence[str],
     agent_id: str | None,
     agent_version: int | str | None,
 ) -> str:
     """A campaign's identity from what it dials: the list's content and the caller.
 
-    The same list from the same number is the same campaign, so running it again
-    after a crash resumes it instead of dialling everyone a second time. To call
-    the same list again on purpose, give the run a new campaign_id.
+    The same list from the same number (or set of numbers, in any order) is the
+    same campaign, so running it again after a crash resumes it instead of
+    dialling everyone a second time. To call the same list again on purpose, give
+    the run a new campaign_id. A shard is not part of the identity: every shard
+    of a campaign derives the same id.
     """
+    if not isinstance(from_number, str):
+        from_number = ",".join(sorted(set(from_number)))
     digest = hashlib.sha256()
     try:
         with open(contacts, "rb") as handle:
@@ -332,12 +374,78 @@ def _check_settings(
         raise RetellConfigurationError("; ".join(problems) + "; nothing was dialled.")
 
 
+def _numbers_to_call_from(
+    from_number: str | None, from_numbers: Sequence[str] | None
+) -> list[str]:
+    """The campaign's from-numbers, in the order given, each once."""
+    numbers = list(
+        dict.fromkeys([*([from_number] if from_number else []), *(from_numbers or [])])
+    )
+    if not numbers:
+        raise RetellConfigurationError(
+            "Give from_number or from_numbers: the campaign has no number to call "
+            "from; nothing was dialled."
+        )
+    return numbers
+
+
+def _check_shard(shard: int, shard_count: int) -> None:
+    if shard_count < 1 or not 1 <= shard <= shard_count:
+        raise RetellConfigurationError(
+            f"shard must be from 1 to shard_count and shard_count at least 1, not "
+            f"shard {shard} of {shard_count}; nothing was dialled."
+        )
+
+
+def shard_of(to_number: str, shard_count: int) -> int:
+    """The shard, from 1 to `shard_count`, that dials a number in E.164.
+
+    A hash of the number, not its row: the share does not move when the list is
+    reordered or edited, and a number is in exactly one shard.
+    """
+    digest = hashlib.sha256(to_number.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count + 1
+
+
+def _share_of(
+    contact_list: ContactList, shard: int, shard_count: int, logger: Any
+) -> ContactList:
+    """The rows one shard reports: its contacts, their repeats, and (shard 1) the
+    rows that cannot be dialled."""
+    if shard_count == 1:
+        return contact_list
+    contacts = [
+        c for c in contact_list.contacts if shard_of(c.to_number, shard_count) == shard
+    ]
+    duplicates = [
+        d
+        for d in contact_list.duplicates
+        if shard_of(d.to_number, shard_count) == shard
+    ]
+    rejected = list(contact_list.rejected) if shard == 1 else []
+    logger.info(
+        "Shard %d of %d: %d of the list's %d contacts are this shard's to dial",
+        shard,
+        shard_count,
+        len(contacts),
+        len(contact_list.contacts),
+    )
+    return contact_list.model_copy(
+        update={
+            "contacts": contacts,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "total_rows": len(contacts) + len(duplicates) + len(rejected),
+        }
+    )
+
+
 async def _plan_campaign(
     retell: RetellCredentials,
     client: RetellClient,
     contact_list: ContactList,
     *,
-    from_number: str,
+    from_numbers: list[str],
     campaign_id: str,
     cps: int,
     max_concurrency: int | None,
@@ -346,29 +454,31 @@ async def _plan_campaign(
     outbound_agents: list[AgentWeight] | None,
     **settings: Any,
 ) -> _Plan:
-    """Check the number, agent, rate and limits; bind agents; create the limits."""
+    """Check the numbers, agent, rate and limits; bind agents; create the limits."""
     logger = get_run_logger()
-    number = await _own_number(client, from_number)
     account = await client.get_concurrency()
-    ceiling = max_cps(number, account.concurrency_limit)
-    if ceiling is not None and cps > ceiling:
-        raise RetellConfigurationError(
-            f"cps={cps} is above the {ceiling} calls per second that a "
-            f"{number.phone_number_type} number allows; nothing was dialled."
-        )
+    numbers = await _checked_numbers(client, from_numbers, cps, account)
     if outbound_agents:
-        number = await bind_agents(retell, from_number, outbound_agents=outbound_agents)
-    warnings = await _check_variables(
-        client, number, agent_id, agent_version, contact_list
-    )
+        numbers = [
+            await bind_agents(retell, each, outbound_agents=outbound_agents)
+            for each in from_numbers
+        ]
+    warnings: list[str] = []
+    # One agent for every call is checked once; otherwise each number's own.
+    for number in numbers[:1] if agent_id else numbers:
+        found = await _check_variables(
+            client, number, agent_id, agent_version, contact_list
+        )
+        warnings += [warning for warning in found if warning not in warnings]
     for warning in warnings:
         logger.warning("%s", warning)
-    await ensure_limit(
-        rate_limit_name(from_number),
-        limit=cps,
-        slot_decay_per_second=float(cps),
-        logger=logger,
-    )
+    for each in from_numbers:
+        await ensure_limit(
+            rate_limit_name(each),
+            limit=cps,
+            slot_decay_per_second=float(cps),
+            logger=logger,
+        )
     # The shared limit stands for the account's concurrency: created from Retell's
     # figure, then left as the user sets it. max_concurrency caps this campaign.
     shared = await ensure_limit(
@@ -379,16 +489,55 @@ async def _plan_campaign(
         keep_existing_value=True,
     )
     limit = min(max_concurrency or shared.limit, shared.limit)
+    allowed = {
+        each: allowed_countries(number)
+        for each, number in zip(from_numbers, numbers, strict=True)
+    }
     return _Plan(
         campaign_id=campaign_id,
-        from_number=from_number,
+        from_number=from_numbers[0],
         agent_id=agent_id,
         agent_version=agent_version,
-        allowed=allowed_countries(number),
+        allowed=_any_allowed(list(allowed.values())),
         concurrency_limit=limit,
         warnings=warnings,
+        from_numbers=list(from_numbers),
+        allowed_by_number=allowed,
         **settings,
     )
+
+
+async def _checked_numbers(
+    client: RetellClient, from_numbers: list[str], cps: int, account
+) -> list[PhoneNumber]:
+    """Every from-number, checked to be the account's and to allow `cps`."""
+    numbers = []
+    for each in from_numbers:
+        number = await _own_number(client, each)
+        ceiling = max_cps(number, account.concurrency_limit)
+        if ceiling is not None and cps > ceiling:
+            # With several numbers, say which; one needs no naming.
+            which = (
+                f" ({mask_phone_number(each, always=True)})"
+                if len(from_numbers) > 1
+                else ""
+            )
+            raise RetellConfigurationError(
+                f"cps={cps} is above the {ceiling} calls per second that a "
+                f"{number.phone_number_type} number allows{which}; nothing was "
+                "dialled."
+            )
+        numbers.append(number)
+    return numbers
+
+
+def _any_allowed(
+    allowed: list[frozenset[str] | None],
+) -> frozenset[str] | None:
+    """The countries at least one number may call; None when any may be."""
+    if any(countries is None for countries in allowed):
+        return None
+    return frozenset().union(*allowed)
 
 
 async def _own_number(client: RetellClient, from_number: str):
@@ -470,9 +619,19 @@ class _Dialler:
         self.client = client
         self.plan = plan
         self.logger = logger
-        self.pacer = CallPacer(cps, rate_limit_name(plan.from_number), logger=logger)
+        numbers = plan.from_numbers or [plan.from_number]
+        self.rotation = PacerRotation(
+            {
+                number: CallPacer(
+                    cps, rate_limit_name(number), key=number, logger=logger
+                )
+                for number in numbers
+            }
+        )
         self.slots = SlotPool(
-            concurrency_limit_name(), plan.concurrency_limit, chunk=max(cps, 5)
+            concurrency_limit_name(),
+            plan.concurrency_limit,
+            chunk=max(self.rotation.cps, 5),
         )
         self.watcher: CallEventWatcher | None = None
         self.placed = 0
@@ -501,7 +660,7 @@ class _Dialler:
             "Campaign has %d contacts to call at %d calls per second, at most %d "
             "live; %d of them were called by earlier runs and are not dialled again",
             self.total,
-            self.pacer.cps,
+            self.rotation.cps,
             self.plan.concurrency_limit,
             sum(1 for contact in to_dial if contact.to_number in self.previous),
         )
@@ -531,10 +690,26 @@ class _Dialler:
             await asyncio.gather(*lanes, return_exceptions=True)
             raise
         finally:
-            await self.pacer.close()
+            await self.rotation.close()
             await self.slots.close()
             await progress.stop()
-            self.logger.info("Pacing: %s", self.pacer.stats.describe())
+            self._log_pacing()
+
+    def _log_pacing(self) -> None:
+        for number, pacer in self.rotation.pacers.items():
+            self.logger.info(
+                "Pacing of %s: %s",
+                mask_phone_number(number, always=True),
+                pacer.stats.describe(),
+            )
+
+    def _numbers_for(self, contact: Contact) -> list[str]:
+        """The campaign's numbers that may call this contact's country."""
+        return [
+            number
+            for number, allowed in self.plan.allowed_by_number.items()
+            if destination_problem(contact.to_number, allowed) is None
+        ] or [self.plan.from_number]
 
     async def _lane(self, contact: Contact) -> ContactResult:
         result = await self._recorded_call(contact)
@@ -545,12 +720,12 @@ class _Dialler:
         """A contact's result from Prefect's record of an earlier run, or a call.
 
         A contact whose call reached its end is committed to Prefect's result
-        store under a key of the campaign and the numbers; a resumed run reads it
-        back without asking Retell anything.
+        store under a key of the campaign and the destination; a resumed run reads
+        it back without asking Retell anything.
         """
-        digest = hashlib.sha256(
-            f"{self.plan.from_number}|{contact.to_number}".encode()
-        ).hexdigest()[:32]
+        # The destination alone, not the from-number: with several numbers any of
+        # them may have placed the call.
+        digest = hashlib.sha256(contact.to_number.encode()).hexdigest()[:32]
         key = f"prefect-retell-{self.plan.campaign_id}-{digest}"
         async with atransaction(key=key, write_on_commit=True) as txn:
             if txn.is_committed():
@@ -569,7 +744,9 @@ class _Dialler:
         """Calls an earlier run of this campaign placed, by destination.
 
         Retell keeps an idempotency key for an hour only; calls are also found by
-        the campaign named in their metadata, however old they are.
+        the campaign named in their metadata, however old they are, and whatever
+        number placed them (a number may have been dropped from the campaign
+        since). A shard takes up the calls of its own share only.
         """
         criteria = {
             "metadata": [
@@ -583,7 +760,7 @@ class _Dialler:
         }
         found: dict[str, list[PhoneCall]] = {}
         async for call in self.client.iter_calls(criteria, page_size=1000):
-            if call.from_number == self.plan.from_number and call.to_number:
+            if call.to_number and self._in_shard(call.to_number):
                 found.setdefault(call.to_number, []).append(call)
         for calls in found.values():
             calls.sort(key=_attempt_number)
@@ -595,6 +772,12 @@ class _Dialler:
                 len(found),
             )
         return found
+
+    def _in_shard(self, to_number: str) -> bool:
+        plan = self.plan
+        return (
+            plan.shard_count == 1 or shard_of(to_number, plan.shard_count) == plan.shard
+        )
 
     async def _call(self, contact: Contact) -> ContactResult:
         attempts: list[CallAttempt] = []
@@ -641,8 +824,8 @@ class _Dialler:
         """One call, created and followed; a ContactResult when it went wrong."""
         await self.slots.acquire()
         try:
-            await self.pacer.wait_turn()
-            request = self._request(contact, attempt)
+            number = await self.rotation.turn(self._numbers_for(contact))
+            request = self._request(contact, attempt, number)
             call = await self._create(contact, request)
             if isinstance(call, ContactResult):
                 return call
@@ -729,15 +912,15 @@ class _Dialler:
             return None
         return page.items[0] if page.items else None
 
-    def _request(self, contact: Contact, attempt: int) -> PhoneCallRequest:
-        key = _idempotency_key(
-            self.plan.campaign_id, self.plan.from_number, contact.to_number, attempt
-        )
+    def _request(
+        self, contact: Contact, attempt: int, from_number: str
+    ) -> PhoneCallRequest:
+        key = _idempotency_key(self.plan.campaign_id, contact.to_number, attempt)
         variables = dict(contact.variables)
         if contact.extension:
             variables.setdefault("extension", contact.extension)
         return PhoneCallRequest(
-            from_number=self.plan.from_number,
+            from_number=from_number,
             to_number=contact.to_number,
             override_agent_id=self.plan.agent_id,
             override_agent_version=self.plan.agent_version,
@@ -764,10 +947,11 @@ class _Progress:
         self._last = -1.0
 
     async def start(self) -> None:
+        plan = self.dialler.plan
         self.artifact_id = await acreate_progress_artifact(
             progress=0.0,
-            key="retell-campaign-progress",
-            description="Share of the campaign's calls placed so far.",
+            key="retell-campaign-progress" + _shard_suffix(plan),
+            description=f"Share of the {_shard_text(plan)}calls placed so far.",
         )
         self._task = asyncio.create_task(self._tick())
 
@@ -805,14 +989,14 @@ def _attempt_number(call: PhoneCall) -> int:
         return 1
 
 
-def _idempotency_key(
-    campaign_id: str, from_number: str, to_number: str, attempt: int
-) -> str:
-    # The same campaign, numbers and attempt always give the same key, so that a
-    # resumed or retried run gets the call already placed back from Retell. The
-    # destination is part of it, not the row: a list edited between two runs
-    # shifts rows, and must neither skip a new contact nor dial an old one again.
-    text = f"{campaign_id}|{from_number}|{to_number}|{attempt}"
+def _idempotency_key(campaign_id: str, to_number: str, attempt: int) -> str:
+    # The same campaign, destination and attempt always give the same key, so
+    # that a resumed or retried run gets the call already placed back from
+    # Retell. The destination is part of it, not the row: a list edited between
+    # two runs shifts rows, and must neither skip a new contact nor dial an old
+    # one again. The from-number is not: with several numbers, a resumed run may
+    # give the attempt to another number, and must still get the same call back.
+    text = f"{campaign_id}|{to_number}|{attempt}"
     digest = hashlib.sha256(text.encode()).hexdigest()
     return f"prefect-retell-{digest[:40]}"
 
@@ -919,16 +1103,37 @@ def _duplicate_reason(dup) -> str:
     return text
 
 
-async def _publish(result: CampaignResult) -> None:
+def _shard_suffix(plan: _Plan) -> str:
+    """What a shard adds to its artifacts' keys: one key per shard in the UI."""
+    if plan.shard_count == 1:
+        return ""
+    return f"-shard-{plan.shard}-of-{plan.shard_count}"
+
+
+def _shard_text(plan: _Plan) -> str:
+    if plan.shard_count == 1:
+        return "campaign's "
+    return f"shard {plan.shard} of {plan.shard_count}'s "
+
+
+async def _publish(result: CampaignResult, plan: _Plan) -> None:
+    shard = ""
+    markdown = result.summary_markdown()
+    if plan.shard_count > 1:
+        shard = f", shard {plan.shard} of {plan.shard_count}"
+        markdown = (
+            f"**Shard {plan.shard} of {plan.shard_count}**: the rows of this "
+            "shard's share of the list.\n\n" + markdown
+        )
     await acreate_table_artifact(
-        key="retell-campaign-results",
+        key="retell-campaign-results" + _shard_suffix(plan),
         table=result.table(mask_numbers=True),
-        description=f"One row per contact of campaign {result.campaign_id}.",
+        description=f"One row per contact of campaign {result.campaign_id}{shard}.",
     )
     await acreate_markdown_artifact(
-        key="retell-campaign-summary",
-        markdown=result.summary_markdown(),
-        description=f"Summary of campaign {result.campaign_id}.",
+        key="retell-campaign-summary" + _shard_suffix(plan),
+        markdown=markdown,
+        description=f"Summary of campaign {result.campaign_id}{shard}.",
     )
 
 
