@@ -2,7 +2,8 @@
 
 - `RetellCredentials`: a block holding the API key, returning a `RetellClient`;
 - tasks: `bind_agents`, `create_call`, `get_call`, `wait_for_call`;
-- flows: `outbound_call` and `outbound_campaign`;
+- flows: `outbound_call`, `outbound_campaign`, and `sharded_campaign` to spread
+  one campaign over several workers;
 - `load_contacts`: a contact list read and normalised to E.164.
 """
 
@@ -21,7 +22,13 @@ from prefect_retell.errors import (
     RetellServerError,
     RetellValidationError,
 )
-from prefect_retell.flows import outbound_call, outbound_campaign
+from prefect_retell.flows import (
+    ShardRun,
+    outbound_call,
+    outbound_campaign,
+    shard_of,
+    sharded_campaign,
+)
 from prefect_retell.models import (
     FINAL_CALL_STATUSES,
     AgentWeight,
@@ -56,6 +63,7 @@ __all__ = [
     "RetellServerError",
     "RetellValidationError",
     "RetryPolicy",
+    "ShardRun",
     "bind_agents",
     "create_call",
     "get_call",
@@ -63,5 +71,7 @@ __all__ = [
     "load_contacts",
     "outbound_call",
     "outbound_campaign",
+    "shard_of",
+    "sharded_campaign",
     "wait_for_call",
 ]
