@@ -38,7 +38,8 @@ share. No other grant can come before that share has drained. So:
    ready) would let a second grant fit beside it, and neither process could
    tell where in the timeline its share falls. Requests are seldom refused; a
    refused one is not retried blindly: the pacer waits a random moment and
-   reads again.
+   reads again. A busy server (SQLite answers 503 when locked) is asked again
+   within a tenth of a second, not after Prefect's client's 2 and 4 s.
 2. **Spend a share at once, evenly, or not at all.** Calls go out at `1 / cps`
    from the moment the grant arrives, each to a lane that is ready then. Each
    share has a deadline: its last call must leave early enough to stay a call
@@ -49,11 +50,13 @@ share. No other grant can come before that share has drained. So:
    the next process's share, shorten it and let two processes call at once.
    This costs other processes at most one share of waiting.
 3. **Hand over with a margin.** The process whose grant was the last write
-   asks again as soon as the bucket is empty; its own calls are spaced by its
-   own record (at most `cps` in any `_WINDOW_SECONDS`). A process taking over
-   from another waits `_HANDOVER_SECONDS` plus a random jitter after the bucket
-   has drained: the margin absorbs the other's late calls, and the jitter keeps
-   two waiting processes from asking at the same instant.
+   asks again just in time for its next call; its own calls are spaced by its
+   own record: any `cps + 1` of them span a second from when Retell may have
+   received the first (its answer, if quick; else `_WINDOW_SECONDS` after it
+   left), and each lane says when its call really left. A process taking over
+   from another waits `_HANDOVER_SECONDS` plus a random jitter after the
+   bucket has drained: the margin absorbs the other's late calls and answers,
+   and the jitter keeps two waiting processes from asking at the same instant.
 4. **One round trip per share, not per call.** A read and a grant per share
    of up to `cps` calls; a slow grant is followed by a read of its own time,
    so that a database stall does not waste the share.
@@ -62,19 +65,30 @@ Together: shares never overlap on the server's timeline, each process's calls
 sit inside its share at `1 / cps`, and shares are a call interval apart, so the
 calls of all processes together never exceed `cps` in any one-second window.
 
+Measured with bench/cps.py on the sandbox's record of creation times (2 cores
+shared with other work, so read them as sizes): one process reaches 97-99% of
+the CPS at 1 and 5 CPS and 94-97% at 16; two processes on one number 93-97% at
+1 and 5 CPS and 88-91% at 16, never more than the CPS in a second. Most of the
+shortfall is the database: a grant delayed by a locked SQLite or a busy server
+delays that share.
+
 Known limits of this design: there is no fairness. The process that holds a
 number's budget keeps it while it has calls ready, and another takes over when
-it pauses; the shards of one campaign then finish one after another, the total
-rate is unchanged. Every process must read the same clock as the Prefect
-server to within about 20 ms (NTP): `updated` is the server's time, compared
-with the process's own. Anything else drawing from a `retell-cps-*` limit with
-Prefect's `rate_limit` is not spaced by these rules.
+it pauses; the shards of one campaign then mostly dial one after another, and
+the total rate is what it would be with one. Every process must read the same
+clock as the Prefect server to within about 20 ms (NTP): `updated` is the
+server's time, compared with the process's own. The window's spare (20 ms)
+absorbs the usual delays between a call leaving and Retell counting it; a
+longer stall on the way (a machine overloaded) can still put `cps + 1` in a
+second. Anything else drawing from a `retell-cps-*` limit with Prefect's
+`rate_limit` is not spaced by these rules.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import math
 import random
@@ -91,6 +105,7 @@ from prefect.client.schemas.actions import (
 from prefect.client.schemas.responses import GlobalConcurrencyLimitResponse
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from prefect_retell.errors import RetellConfigurationError
 
@@ -98,6 +113,7 @@ __all__ = [
     "CallPacer",
     "PacerRotation",
     "PacerStats",
+    "Turn",
     "SlotPool",
     "concurrency_limit_name",
     "ensure_limit",
@@ -232,23 +248,28 @@ def _check_limit(confirmed, limit: int, decay: float) -> None:
 
 Clock = Callable[[], float]
 
-# Any `cps + 1` consecutive calls of one process span at least this long: the
-# creations reach Retell a little apart from how they left, and this much room
-# keeps that jitter from making `cps + 1` in a second.
+# Any `cps + 1` consecutive calls of one process span at least this long, from
+# when the first left: the creations reach Retell a little apart from how they
+# left, and this much room keeps that jitter from making `cps + 1` in a second.
+# A create answered sooner than that spare was received by its answer, and
+# the span is counted from there.
 _WINDOW_SECONDS = 1.02
 # A process that takes the bucket over from another asks this long after the
 # bucket has drained, plus a random jitter of up to _HANDOVER_JITTER_SECONDS.
-_HANDOVER_SECONDS = 0.1
+_HANDOVER_SECONDS = 0.15
 _HANDOVER_JITTER_SECONDS = 0.02
 # How late a grant's calls may leave after their nominal slots. The handover
 # margin less this allowance leaves the window's spare, plus 20 ms for the
 # clocks of two machines to disagree.
-_LATE_ALLOWANCE_SECONDS = 0.06
+_LATE_ALLOWANCE_SECONDS = 0.11
 # The server's timestamp arithmetic is not exact: ask this long after the moment
 # the bucket is computed to be empty.
 _ROUNDING_SECONDS = 0.003
 # A read this close to a request to another process's bucket is fresh enough.
 _FRESH_READ_SECONDS = 0.02
+# A grant answered slower than this has its own moment read back, so that the
+# share's deadline is not counted from when the request left.
+_SLOW_GRANT_SECONDS = 0.05
 # Longest random pause after a refused request, before the bucket is read again.
 _REFUSAL_BACKOFF_SECONDS = 0.05
 # How far before its request this process's own grant may appear stamped.
@@ -368,26 +389,67 @@ class _LimitServer:
         self.clock = clock
 
     async def read(self) -> _Bucket:
-        try:
-            limit = await self.client.read_global_concurrency_limit_by_name(self.name)
-        except ObjectNotFound as exc:
-            raise RetellConfigurationError(
-                f"Prefect limit {self.name!r} was deleted while the campaign ran; "
-                "no further calls are placed."
-            ) from exc
-        return _Bucket.read_from(limit, self.clock())
+        """The bucket now; a busy server is asked again after a short pause."""
+        for attempt in itertools.count():
+            try:
+                limit = await self.client.read_global_concurrency_limit_by_name(
+                    self.name
+                )
+            except ObjectNotFound as exc:
+                raise RetellConfigurationError(
+                    f"Prefect limit {self.name!r} was deleted while the campaign "
+                    "ran; no further calls are placed."
+                ) from exc
+            except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+                if not _busy(exc) or attempt + 1 >= _BUSY_ATTEMPTS:
+                    raise
+                await asyncio.sleep(_busy_pause(attempt))
+                continue
+            return _Bucket.read_from(limit, self.clock())
+        raise AssertionError("unreachable")
 
     async def take(self, slots: int) -> bool:
-        """Ask once for `slots` tokens; False when the limit refuses."""
+        """Ask once for `slots` tokens; False when the limit refuses.
+
+        Raises:
+            _ServerBusy: The server could not answer (a locked database); the
+                request may have to be made again, after a fresh read.
+        """
         try:
             await self.client.increment_concurrency_slots(
                 names=[self.name], slots=slots, mode="rate_limit"
             )
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code == 423:
+        except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+            if (
+                isinstance(exc, httpx.HTTPStatusError)
+                and exc.response.status_code == 423
+            ):
                 return False
+            if _busy(exc):
+                raise _ServerBusy(str(exc)) from exc
             raise
         return True
+
+
+class _ServerBusy(Exception):
+    """The Prefect server did not answer a request for tokens this time."""
+
+
+# Answers and failures after which a request is worth making again: a locked
+# SQLite database answers 503. Prefect's client would wait 2 s, then 4 s; the
+# pacer asks again within a tenth of a second and reads the bucket first.
+_BUSY_STATUSES = frozenset({429, 502, 503, 504})
+_BUSY_ATTEMPTS = 12
+
+
+def _busy(exc: Exception) -> bool:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in _BUSY_STATUSES
+    return isinstance(exc, httpx.TransportError)
+
+
+def _busy_pause(attempt: int) -> float:
+    return min(1.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
 
 
 class CallPacer:
@@ -422,9 +484,11 @@ class CallPacer:
         self.stats = PacerStats()
         self._logger = logger or logging.getLogger(__name__)
         self._clock = clock
-        self._waiting: collections.deque[asyncio.Future[str]] = collections.deque()
+        self._waiting: collections.deque[asyncio.Future[Turn]] = collections.deque()
         self._arrived = asyncio.Event()
-        self._released: collections.deque[float] = collections.deque(maxlen=cps)
+        # This process's latest calls: when each left, was answered (-inf until
+        # then), and the slot it was released for; one mutable entry per call.
+        self._released: collections.deque[list[float]] = collections.deque(maxlen=cps)
         # This process's last grant: the span of `updated` in which the last
         # write can only be that grant, and the tokens it stored.
         self._held: tuple[float, float] | None = None
@@ -435,14 +499,14 @@ class CallPacer:
         self._error: BaseException | None = None
         self._warned: set[str] = set()
 
-    async def wait_turn(self) -> None:
+    async def wait_turn(self) -> Turn:
         """Return when the next call may be created."""
-        turn: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        turn: asyncio.Future[Turn] = asyncio.get_running_loop().create_future()
         self.offer(turn)
-        await turn
+        return await turn
 
-    def offer(self, turn: asyncio.Future[str]) -> None:
-        """Queue a lane's turn; it is resolved with `key` when the call may go.
+    def offer(self, turn: asyncio.Future[Turn]) -> None:
+        """Queue a lane's turn; it gets a `Turn` on `key` when the call may go.
 
         The same future may be offered to several pacers: the first to reach it
         resolves it, and the others pass it over.
@@ -469,12 +533,15 @@ class CallPacer:
                 while True:
                     await self._demand()
                     await self._hand_out(self._local_grant(self.cps))
-            async with get_client() as client:
-                server = _LimitServer(client, self.limit_name, self._clock)
-                while True:
-                    await self._demand()
-                    grant = await self._take_share(server)
-                    await self._hand_out(grant)
+            # The pacer retries a busy server itself, sooner than Prefect's
+            # client would; the setting holds for this task only.
+            with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
+                async with get_client() as client:
+                    server = _LimitServer(client, self.limit_name, self._clock)
+                    while True:
+                        await self._demand()
+                        grant = await self._take_share(server)
+                        await self._hand_out(grant)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -510,6 +577,7 @@ class CallPacer:
         # When this process first found the bucket empty after its last write:
         # reading it again must not move that moment later.
         empty_seen: tuple[float, float] | None = None
+        busy = 0
         while True:
             bucket = await self._read(server)
             if bucket.left == 0 and (
@@ -535,7 +603,7 @@ class CallPacer:
             if not own:
                 jitter = random.uniform(0, _HANDOVER_JITTER_SECONDS)
                 ask_at += _HANDOVER_SECONDS + jitter
-            ask_at = max(ask_at, self._next_release(rate) - self._ask_seconds)
+            ask_at = max(ask_at, self._ask_moment(rate))
             wait = ask_at - self._clock()
             # No process that follows these rules asks for a bucket this one
             # holds before the handover margin has passed, so an older read is
@@ -546,7 +614,15 @@ class CallPacer:
                 continue
             if wait > 0:
                 await asyncio.sleep(wait)
-            grant = await self._ask(server, bucket, rate)
+            try:
+                grant = await self._ask(server, bucket, rate)
+            except _ServerBusy:
+                busy += 1
+                if busy >= _BUSY_ATTEMPTS:
+                    raise
+                await asyncio.sleep(_busy_pause(busy - 1))
+                continue
+            busy = 0
             self._logger.debug(
                 "Asked %r for %d (drained by %.3f, own %s): %s",
                 bucket.name,
@@ -560,6 +636,14 @@ class CallPacer:
             self.stats.refused += 1
             await asyncio.sleep(random.uniform(0, _REFUSAL_BACKOFF_SECONDS))
 
+    def _ask_moment(self, rate: float) -> float:
+        """When to ask for the next share, as far as this process's calls go.
+
+        Just in time for the next call the record allows: a share asked for
+        earlier would start its deadline earlier, for calls that cannot go yet.
+        """
+        return self._next_release(rate) - self._ask_seconds
+
     async def _ask(
         self, server: _LimitServer, bucket: _Bucket, rate: float
     ) -> _Grant | None:
@@ -572,7 +656,7 @@ class CallPacer:
             return None
         self.stats.grants += 1
         start = sent
-        if received - sent > _FRESH_READ_SECONDS:
+        if received - sent > _SLOW_GRANT_SECONDS:
             # A slow answer (a busy database) leaves the grant's moment unsure,
             # and the deadline would waste the share: read the grant's own time.
             after = await self._read(server)
@@ -622,14 +706,27 @@ class CallPacer:
         since, until = self._held
         return since <= bucket.updated < until
 
-    def _next_release(self, rate: float) -> float:
-        """The earliest moment the next call may leave by this process's record."""
-        if not self._released:
+    def _next_release(
+        self, rate: float, record: collections.deque[list[float]] | None = None
+    ) -> float:
+        """The earliest moment the next call may leave by this process's record.
+
+        Calls are spaced `1 / rate` apart from their slots, and any `rate + 1`
+        of them span a second from when Retell may have received the first:
+        by its answer if that came quickly, else a window's spare after it
+        left (the answer then is more likely slow on its way back).
+        """
+        record = self._released if record is None else record
+        if not record:
             return -math.inf
-        moment = self._released[-1] + 1.0 / rate
+        moment = record[-1][2] + 1.0 / rate
         count = max(1, int(rate))
-        if len(self._released) >= count:
-            moment = max(moment, self._released[-count] + _WINDOW_SECONDS)
+        if len(record) >= count:
+            left, answered, _ = record[-count]
+            received = min(answered, left + _WINDOW_SECONDS - 1.0)
+            if answered == -math.inf:
+                received = left + _WINDOW_SECONDS - 1.0
+            moment = max(moment, received + 1.0)
         return moment
 
     async def _hand_out(self, grant: _Grant) -> None:
@@ -654,20 +751,25 @@ class CallPacer:
                 self.stats.expired += 1
                 slot = max(slot + 1.0 / grant.rate, self._next_release(grant.rate))
                 continue
-            self._released.append(self._clock())
+            # The next call is spaced from this one's slot, not from when the
+            # loop got round to it, so that wake-up delays do not add up.
+            left = [self._clock(), -math.inf, slot]
+            self._released.append(left)
             self.stats.released += 1
-            turn.set_result(self.key)
+            turn.set_result(Turn(self.key, left, self._clock))
             slot = self._next_release(grant.rate)
         self.stats.expired += tokens
         self._logger.debug(
-            "Share of %d from %.3f: %d unused, %d still waiting",
+            "Share of %d from %.3f: %d unused, %d still waiting, next slot %+.3f "
+            "after the deadline",
             grant.size,
             grant.received,
             grant.size - self.stats.released + released_before,
             self._ready(),
+            slot - deadline,
         )
 
-    async def _claim(self, until: float) -> asyncio.Future[str] | None:
+    async def _claim(self, until: float) -> asyncio.Future[Turn] | None:
         """The first turn still waiting, waiting for one until `until`."""
         while True:
             while self._waiting:
@@ -682,6 +784,32 @@ class CallPacer:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except asyncio.TimeoutError:
                 return None
+
+
+class Turn:
+    """A lane's turn to create one call, from the number `number`.
+
+    `record` is the pacer's entry for the call: when it left, was answered and
+    was released.
+
+    Call `leaving()` just before the request goes out and `answered()` when its
+    answer is in. A busy event loop may run the lane some milliseconds after its
+    turn came, and a slow answer means Retell may have counted the call late:
+    the pacer spaces the next calls from what really happened.
+    """
+
+    def __init__(self, number: str, record: list[float], clock: Clock) -> None:
+        self.number = number
+        self._record = record
+        self._clock = clock
+
+    def leaving(self) -> None:
+        """Note that the call is being created now."""
+        self._record[0] = max(self._record[0], self._clock())
+
+    def answered(self) -> None:
+        """Note that the create request has its answer."""
+        self._record[1] = self._clock()
 
 
 class PacerRotation:
@@ -699,9 +827,9 @@ class PacerRotation:
         """Calls per second of all numbers together."""
         return sum(pacer.cps for pacer in self.pacers.values())
 
-    async def turn(self, numbers: list[str]) -> str:
-        """Wait for a turn on any of `numbers`; return the number it belongs to."""
-        turn: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    async def turn(self, numbers: list[str]) -> Turn:
+        """Wait for a turn on any of `numbers`; it names the number it is on."""
+        turn: asyncio.Future[Turn] = asyncio.get_running_loop().create_future()
         for number in numbers:
             self.pacers[number].offer(turn)
         return await turn

@@ -824,9 +824,13 @@ class _Dialler:
         """One call, created and followed; a ContactResult when it went wrong."""
         await self.slots.acquire()
         try:
-            number = await self.rotation.turn(self._numbers_for(contact))
-            request = self._request(contact, attempt, number)
-            call = await self._create(contact, request)
+            turn = await self.rotation.turn(self._numbers_for(contact))
+            request = self._request(contact, attempt, turn.number)
+            turn.leaving()
+            try:
+                call = await self._create(contact, request)
+            finally:
+                turn.answered()
             if isinstance(call, ContactResult):
                 return call
             if attempt == 1:
