@@ -2,12 +2,13 @@
 
 - `RetellCredentials`: a block holding the API key, returning a `RetellClient`;
 - tasks: `bind_agents`, `create_call`, `get_call`, `wait_for_call`;
-- flows: `outbound_call` and `outbound_campaign`;
+- flows: `outbound_call`, `outbound_campaign`, and `sharded_campaign` to spread
+  one campaign over several workers;
 - `load_contacts`: a contact list read and normalised to E.164;
+- `CallingWindow` and `SuppressionList`: when recipients may be called, and who
+  never;
 - `create_webhook_app`: a receiver that turns Retell's signed call webhooks into
   Prefect events, with the signing, checking and mapping it is built from.
-- `CallingWindow` and `SuppressionList`: when recipients may be called, and who
-  never.
 """
 
 from prefect_retell.blocks import RetellCredentials
@@ -25,7 +26,13 @@ from prefect_retell.errors import (
     RetellServerError,
     RetellValidationError,
 )
-from prefect_retell.flows import outbound_call, outbound_campaign
+from prefect_retell.flows import (
+    ShardRun,
+    outbound_call,
+    outbound_campaign,
+    shard_of,
+    sharded_campaign,
+)
 from prefect_retell.models import (
     FINAL_CALL_STATUSES,
     AgentWeight,
@@ -89,6 +96,7 @@ __all__ = [
     "WebhookReceiverServer",
     "WebhookSignatureError",
     "SuppressionList",
+    "ShardRun",
     "bind_agents",
     "create_call",
     "create_webhook_app",
@@ -103,5 +111,7 @@ __all__ = [
     "run_webhook_receiver",
     "sign_webhook",
     "verify_webhook",
+    "shard_of",
+    "sharded_campaign",
     "wait_for_call",
 ]

@@ -47,12 +47,13 @@ from prefect_retell.errors import (
 from prefect_retell.flows._credentials import resolve_credentials
 from prefect_retell.flows._limits import (
     CallPacer,
+    PacerRotation,
     SlotPool,
     concurrency_limit_name,
     ensure_limit,
     rate_limit_name,
 )
-from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest
+from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest, PhoneNumber
 from prefect_retell.monitoring import CallEventWatcher, MonitorMode
 from prefect_retell.polling import CallPoller, PollSchedule
 from prefect_retell.privacy import mask_phone_number
@@ -72,7 +73,7 @@ from prefect_retell.windows import (
     timezone_variable,
 )
 
-__all__ = ["derived_campaign_id", "outbound_campaign"]
+__all__ = ["derived_campaign_id", "outbound_campaign", "shard_of"]
 
 # Calls that ended for lack of a free concurrency slot are placed again, this many
 # times in a row, after a growing pause: the limit is transient, not the contact's
@@ -101,7 +102,11 @@ _SYSTEM_VARIABLES = {
 
 @dataclass
 class _Plan:
-    """Everything decided before the first call."""
+    """Everything decided before the first call.
+
+    `from_number` is the first of `from_numbers`; `destinations` is the countries
+    any of them may call, `destinations_by_number` each number's own rule.
+    """
 
     campaign_id: str
     from_number: str
@@ -116,6 +121,10 @@ class _Plan:
     rules: _DialRules
     monitor: MonitorMode = "poll"
     warnings: list[str] = field(default_factory=list)
+    from_numbers: list[str] = field(default_factory=list)
+    destinations_by_number: dict[str, DestinationRule] = field(default_factory=dict)
+    shard: int = 1
+    shard_count: int = 1
 
 
 @dataclass
@@ -180,7 +189,7 @@ def load_contact_list(
 @flow(name="retell-outbound-campaign", log_prints=False)
 async def outbound_campaign(
     contacts: str,
-    from_number: str,
+    from_number: str | None = None,
     credentials: RetellCredentials | str | None = None,
     cps: int = 1,
     max_concurrency: int | None = None,
@@ -197,6 +206,9 @@ async def outbound_campaign(
     poll_interval_seconds: float = 2.0,
     stop_calls_on_timeout: bool = True,
     monitor: MonitorMode = "poll",
+    from_numbers: list[str] | None = None,
+    shard: int = 1,
+    shard_count: int = 1,
     calling_window: CallingWindow | None = None,
     deadline: datetime | None = None,
     max_attempts: int = 1,
@@ -225,11 +237,17 @@ async def outbound_campaign(
     that ends for a reason in `redial_on` is placed again after
     `redial_delay_seconds`, each time as a call of its own.
 
+    Several numbers (`from_numbers`) each get their own rate limit at `cps`, and
+    each call goes out on whichever number that may call its destination frees
+    first, so the rates add up. A long list can be split into `shard_count` flow
+    runs, on as many workers, that share the limits through the Prefect server.
+
     Args:
         contacts: Path of a CSV or TSV contact list. A path, not the rows: Prefect
             stores and shows flow parameters in full, and the list is personal
             data.
-        from_number: The account's number to call from, in E.164.
+        from_number: The account's number to call from, in E.164. May be left
+            empty when `from_numbers` names the numbers.
         credentials: A saved RetellCredentials block, or its name. None reads
             RETELL_API_KEY and RETELL_BASE_URL from the environment.
         cps: Calls per second, at most what the number's provider allows
@@ -268,6 +286,20 @@ async def outbound_campaign(
             `call_timeout_seconds`; `none` places the calls and does not follow
             them, so their rows end as placed (`registered`) and the campaign
             holds a concurrency slot only while it creates each call.
+        from_numbers: More of the account's numbers to call from, beside
+            `from_number`. Each is checked before dialling (it belongs to the
+            account, its provider allows `cps`, the countries it may call) and
+            is paced at `cps` under its own limit. A contact's calls are found
+            on resume whichever number placed them.
+        shard: Which share of the list this run dials, from 1 to `shard_count`.
+            Contacts are shared out by their number in E.164, not their row, so
+            the same list split the same way gives every shard the same contacts
+            in any order, and no contact is in two shards. Rows that cannot be
+            dialled are reported by shard 1.
+        shard_count: How many flow runs share the list; 1 dials all of it. Give
+            the shards the same list and settings, so that they derive the same
+            campaign id (or pass the same `campaign_id`). `max_concurrency`
+            applies to each shard; the Prefect limits hold for all of them.
         calling_window: Hours and days each recipient may be called, on their own
             clock (time zone from a column, the number, or the default time zone).
             Empty: any time.
@@ -289,7 +321,8 @@ async def outbound_campaign(
             account's own do-not-call list; such rows are reported suppressed.
 
     Returns:
-        One `ContactResult` per input row, in input order.
+        One `ContactResult` per input row, in input order; for a shard, the rows
+        of its share.
 
     Raises:
         RetellConfigurationError: A setting cannot work; raised before any call.
@@ -306,6 +339,8 @@ async def outbound_campaign(
     started_at = datetime.now(timezone.utc)
     _check_settings(cps, max_concurrency, call_timeout_seconds, poll_interval_seconds)
     _check_metadata(metadata)
+    numbers = _numbers_to_call_from(from_number, from_numbers)
+    _check_shard(shard, shard_count)
     _check_deadline(deadline)
     redial = RedialPolicy.from_parameters(redial_on, max_attempts, redial_delay_seconds)
     retell = await resolve_credentials(credentials)
@@ -323,15 +358,16 @@ async def outbound_campaign(
         honor_internal_dnc=honor_internal_dnc,
     )
     campaign_id = campaign_id or derived_campaign_id(
-        contacts, from_number, agent_id, agent_version
+        contacts, numbers, agent_id, agent_version
     )
     logger.info("Campaign id: %s", campaign_id)
+    contact_list = _share_of(contact_list, shard, shard_count, logger)
     async with shared_client(retell) as client:
         plan = await _plan_campaign(
             retell,
             client,
             contact_list,
-            from_number=from_number,
+            from_numbers=numbers,
             campaign_id=campaign_id,
             cps=cps,
             max_concurrency=max_concurrency,
@@ -344,35 +380,41 @@ async def outbound_campaign(
             stop_calls_on_timeout=stop_calls_on_timeout,
             monitor=monitor,
             rules=rules,
+            shard=shard,
+            shard_count=shard_count,
         )
         dialler = _Dialler(retell, client, plan, cps=cps, logger=logger)
         called = await dialler.run(contact_list)
     rows = _all_rows(contact_list, called)
     result = CampaignResult(
         campaign_id=campaign_id,
-        from_number=from_number,
+        from_number=plan.from_number,
         started_at=started_at,
         finished_at=datetime.now(timezone.utc),
         rows=rows,
         warnings=contact_list.warnings + plan.warnings,
     )
-    await _publish(result)
+    await _publish(result, plan)
     logger.info("Campaign %s done: %s", campaign_id, _counts_text(result.counts))
     return result
 
 
 def derived_campaign_id(
     contacts: str | os.PathLike[str],
-    from_number: str,
+    from_number: str | Sequence[str],
     agent_id: str | None,
     agent_version: int | str | None,
 ) -> str:
     """A campaign's identity from what it dials: the list's content and the caller.
 
-    The same list from the same number is the same campaign, so running it again
-    after a crash resumes it instead of dialling everyone a second time. To call
-    the same list again on purpose, give the run a new campaign_id.
+    The same list from the same number (or set of numbers, in any order) is the
+    same campaign, so running it again after a crash resumes it instead of
+    dialling everyone a second time. To call the same list again on purpose, give
+    the run a new campaign_id. A shard is not part of the identity: every shard
+    of a campaign derives the same id.
     """
+    if not isinstance(from_number, str):
+        from_number = ",".join(sorted(set(from_number)))
     digest = hashlib.sha256()
     try:
         with open(contacts, "rb") as handle:
@@ -451,12 +493,78 @@ def _check_settings(
         raise RetellConfigurationError("; ".join(problems) + "; nothing was dialled.")
 
 
+def _numbers_to_call_from(
+    from_number: str | None, from_numbers: Sequence[str] | None
+) -> list[str]:
+    """The campaign's from-numbers, in the order given, each once."""
+    numbers = list(
+        dict.fromkeys([*([from_number] if from_number else []), *(from_numbers or [])])
+    )
+    if not numbers:
+        raise RetellConfigurationError(
+            "Give from_number or from_numbers: the campaign has no number to call "
+            "from; nothing was dialled."
+        )
+    return numbers
+
+
+def _check_shard(shard: int, shard_count: int) -> None:
+    if shard_count < 1 or not 1 <= shard <= shard_count:
+        raise RetellConfigurationError(
+            f"shard must be from 1 to shard_count and shard_count at least 1, not "
+            f"shard {shard} of {shard_count}; nothing was dialled."
+        )
+
+
+def shard_of(to_number: str, shard_count: int) -> int:
+    """The shard, from 1 to `shard_count`, that dials a number in E.164.
+
+    A hash of the number, not its row: the share does not move when the list is
+    reordered or edited, and a number is in exactly one shard.
+    """
+    digest = hashlib.sha256(to_number.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count + 1
+
+
+def _share_of(
+    contact_list: ContactList, shard: int, shard_count: int, logger: Any
+) -> ContactList:
+    """The rows one shard reports: its contacts, their repeats, and (shard 1) the
+    rows that cannot be dialled."""
+    if shard_count == 1:
+        return contact_list
+    contacts = [
+        c for c in contact_list.contacts if shard_of(c.to_number, shard_count) == shard
+    ]
+    duplicates = [
+        d
+        for d in contact_list.duplicates
+        if shard_of(d.to_number, shard_count) == shard
+    ]
+    rejected = list(contact_list.rejected) if shard == 1 else []
+    logger.info(
+        "Shard %d of %d: %d of the list's %d contacts are this shard's to dial",
+        shard,
+        shard_count,
+        len(contacts),
+        len(contact_list.contacts),
+    )
+    return contact_list.model_copy(
+        update={
+            "contacts": contacts,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "total_rows": len(contacts) + len(duplicates) + len(rejected),
+        }
+    )
+
+
 async def _plan_campaign(
     retell: RetellCredentials,
     client: RetellClient,
     contact_list: ContactList,
     *,
-    from_number: str,
+    from_numbers: list[str],
     campaign_id: str,
     cps: int,
     max_concurrency: int | None,
@@ -465,29 +573,31 @@ async def _plan_campaign(
     outbound_agents: list[AgentWeight] | None,
     **settings: Any,
 ) -> _Plan:
-    """Check the number, agent, rate and limits; bind agents; create the limits."""
+    """Check the numbers, agent, rate and limits; bind agents; create the limits."""
     logger = get_run_logger()
-    number = await _own_number(client, from_number)
     account = await client.get_concurrency()
-    ceiling = max_cps(number, account.concurrency_limit)
-    if ceiling is not None and cps > ceiling:
-        raise RetellConfigurationError(
-            f"cps={cps} is above the {ceiling} calls per second that a "
-            f"{number.phone_number_type} number allows; nothing was dialled."
-        )
+    numbers = await _checked_numbers(client, from_numbers, cps, account)
     if outbound_agents:
-        number = await bind_agents(retell, from_number, outbound_agents=outbound_agents)
-    warnings = await _check_variables(
-        client, number, agent_id, agent_version, contact_list
-    )
+        numbers = [
+            await bind_agents(retell, each, outbound_agents=outbound_agents)
+            for each in from_numbers
+        ]
+    warnings: list[str] = []
+    # One agent for every call is checked once; otherwise each number's own.
+    for number in numbers[:1] if agent_id else numbers:
+        found = await _check_variables(
+            client, number, agent_id, agent_version, contact_list
+        )
+        warnings += [warning for warning in found if warning not in warnings]
     for warning in warnings:
         logger.warning("%s", warning)
-    await ensure_limit(
-        rate_limit_name(from_number),
-        limit=cps,
-        slot_decay_per_second=float(cps),
-        logger=logger,
-    )
+    for each in from_numbers:
+        await ensure_limit(
+            rate_limit_name(each),
+            limit=cps,
+            slot_decay_per_second=float(cps),
+            logger=logger,
+        )
     # The shared limit stands for the account's concurrency: created from Retell's
     # figure, then left as the user sets it. max_concurrency caps this campaign.
     shared = await ensure_limit(
@@ -498,25 +608,64 @@ async def _plan_campaign(
         keep_existing_value=True,
     )
     limit = min(max_concurrency or shared.limit, shared.limit)
-    destinations = destination_rule(number)
     rules: _DialRules = settings["rules"]
-    notes = (
-        destinations.warnings(number)
-        + list(rules.redial.warnings)
-        + rules.suppression.warnings
-    )
+    by_number = {
+        each: destination_rule(number)
+        for each, number in zip(from_numbers, numbers, strict=True)
+    }
+    notes = [
+        note
+        for each, number in zip(from_numbers, numbers, strict=True)
+        for note in by_number[each].warnings(number)
+    ]
+    notes += list(rules.redial.warnings) + rules.suppression.warnings
     for note in notes:
         logger.warning("%s", note)
     return _Plan(
         campaign_id=campaign_id,
-        from_number=from_number,
+        from_number=from_numbers[0],
         agent_id=agent_id,
         agent_version=agent_version,
-        destinations=destinations,
+        destinations=_combined_rule(list(by_number.values())),
         concurrency_limit=limit,
         warnings=warnings + notes,
+        from_numbers=list(from_numbers),
+        destinations_by_number=by_number,
         **settings,
     )
+
+
+async def _checked_numbers(
+    client: RetellClient, from_numbers: list[str], cps: int, account
+) -> list[PhoneNumber]:
+    """Every from-number, checked to be the account's and to allow `cps`."""
+    numbers = []
+    for each in from_numbers:
+        number = await _own_number(client, each)
+        ceiling = max_cps(number, account.concurrency_limit)
+        if ceiling is not None and cps > ceiling:
+            # With several numbers, say which; one needs no naming.
+            which = (
+                f" ({mask_phone_number(each, always=True)})"
+                if len(from_numbers) > 1
+                else ""
+            )
+            raise RetellConfigurationError(
+                f"cps={cps} is above the {ceiling} calls per second that a "
+                f"{number.phone_number_type} number allows{which}; nothing was "
+                "dialled."
+            )
+        numbers.append(number)
+    return numbers
+
+
+def _combined_rule(rules: list[DestinationRule]) -> DestinationRule:
+    """The countries at least one of the campaign's numbers may call."""
+    if len(rules) == 1:
+        return rules[0]
+    if any(rule.countries is None for rule in rules):
+        return DestinationRule(None)
+    return DestinationRule(frozenset().union(*(rule.countries for rule in rules)))
 
 
 async def _own_number(client: RetellClient, from_number: str):
@@ -608,9 +757,19 @@ class _Dialler:
         self.plan = plan
         self.rules = plan.rules
         self.logger = logger
-        self.pacer = CallPacer(cps, rate_limit_name(plan.from_number))
+        numbers = plan.from_numbers or [plan.from_number]
+        self.rotation = PacerRotation(
+            {
+                number: CallPacer(
+                    cps, rate_limit_name(number), key=number, logger=logger
+                )
+                for number in numbers
+            }
+        )
         self.slots = SlotPool(
-            concurrency_limit_name(), plan.concurrency_limit, chunk=max(cps, 5)
+            concurrency_limit_name(),
+            plan.concurrency_limit,
+            chunk=max(self.rotation.cps, 5),
         )
         self.watcher: CallEventWatcher | None = None
         self.placed = 0
@@ -639,7 +798,7 @@ class _Dialler:
             "Campaign has %d contacts to call at %d calls per second, at most %d "
             "live; %d of them were called by earlier runs and are not dialled again",
             self.total,
-            self.pacer.cps,
+            self.rotation.cps,
             self.plan.concurrency_limit,
             sum(1 for contact in to_dial if contact.to_number in self.previous),
         )
@@ -702,8 +861,26 @@ class _Dialler:
             await asyncio.gather(*lanes, return_exceptions=True)
             raise
         finally:
+            await self.rotation.close()
             await self.slots.close()
             await progress.stop()
+            self._log_pacing()
+
+    def _log_pacing(self) -> None:
+        for number, pacer in self.rotation.pacers.items():
+            self.logger.info(
+                "Pacing of %s: %s",
+                mask_phone_number(number, always=True),
+                pacer.stats.describe(),
+            )
+
+    def _numbers_for(self, contact: Contact) -> list[str]:
+        """The campaign's numbers that may call this contact's country."""
+        return [
+            number
+            for number, rule in self.plan.destinations_by_number.items()
+            if rule.problem(contact.to_number) is None
+        ] or [self.plan.from_number]
 
     def _screen(self, contact: Contact, now: datetime) -> ContactResult | None:
         """The result of a contact that must not be dialled; None when it may be."""
@@ -766,14 +943,14 @@ class _Dialler:
         """A contact's result from Prefect's record of an earlier run, or a call.
 
         A contact whose calls reached their end, redials included, is committed
-        to Prefect's result store under a key of the campaign and the numbers; a
-        resumed run reads it back without asking Retell anything. A contact with
-        a call still due at the deadline is not committed, so that a later run
-        places it.
+        to Prefect's result store under a key of the campaign and the destination;
+        a resumed run reads it back without asking Retell anything. A contact
+        with a call still due at the deadline is not committed, so that a later
+        run places it.
         """
-        digest = hashlib.sha256(
-            f"{self.plan.from_number}|{contact.to_number}".encode()
-        ).hexdigest()[:32]
+        # The destination alone, not the from-number: with several numbers any of
+        # them may have placed the call.
+        digest = hashlib.sha256(contact.to_number.encode()).hexdigest()[:32]
         key = f"prefect-retell-{self.plan.campaign_id}-{digest}"
         async with atransaction(key=key, write_on_commit=True) as txn:
             if txn.is_committed():
@@ -792,7 +969,9 @@ class _Dialler:
         """Calls an earlier run of this campaign placed, by destination and attempt.
 
         Retell keeps an idempotency key for an hour only; calls are also found by
-        the campaign named in their metadata, however old they are.
+        the campaign named in their metadata, however old they are, and whatever
+        number placed them (a number may have been dropped from the campaign
+        since). A shard takes up the calls of its own share only.
         """
         criteria = {
             "metadata": [
@@ -806,7 +985,9 @@ class _Dialler:
         }
         found: dict[str, dict[int, PhoneCall]] = {}
         async for call in self.client.iter_calls(criteria, page_size=1000):
-            if call.from_number == self.plan.from_number and call.to_number:
+            # Any of the campaign's numbers may have placed it; the shard's own
+            # contacts only.
+            if call.to_number and self._in_shard(call.to_number):
                 calls = found.setdefault(call.to_number, {})
                 calls.setdefault(_attempt_number(call), call)
         if found:
@@ -817,6 +998,12 @@ class _Dialler:
                 len(found),
             )
         return found
+
+    def _in_shard(self, to_number: str) -> bool:
+        plan = self.plan
+        return (
+            plan.shard_count == 1 or shard_of(to_number, plan.shard_count) == plan.shard
+        )
 
     async def _call(self, contact: Contact) -> ContactResult:
         """Every call one contact gets: the first, capacity retries and redials.
@@ -1050,12 +1237,20 @@ class _Dialler:
         """
         await self.slots.acquire()
         try:
-            await self.pacer.wait_turn()
+            turn = await self.rotation.turn(self._numbers_for(contact))
             if not self._callable_now(contact):
+                # The window closed while this call waited for its turn: the turn
+                # is spent without a call, which can only slow the next one.
+                turn.leaving()
+                turn.answered()
                 return None
-            request = self._request(contact, attempt)
+            request = self._request(contact, attempt, turn.number)
             placed_at = campaign_clock().now()
-            call = await self._create(contact, request)
+            turn.leaving()
+            try:
+                call = await self._create(contact, request)
+            finally:
+                turn.answered()
             if isinstance(call, ContactResult):
                 return call
             self._placed_at[call.call_id] = placed_at
@@ -1164,15 +1359,15 @@ class _Dialler:
             return None
         return page.items[0] if page.items else None
 
-    def _request(self, contact: Contact, attempt: int) -> PhoneCallRequest:
-        key = _idempotency_key(
-            self.plan.campaign_id, self.plan.from_number, contact.to_number, attempt
-        )
+    def _request(
+        self, contact: Contact, attempt: int, from_number: str
+    ) -> PhoneCallRequest:
+        key = _idempotency_key(self.plan.campaign_id, contact.to_number, attempt)
         variables = dict(contact.variables)
         if contact.extension:
             variables.setdefault("extension", contact.extension)
         return PhoneCallRequest(
-            from_number=self.plan.from_number,
+            from_number=from_number,
             to_number=contact.to_number,
             override_agent_id=self.plan.agent_id,
             override_agent_version=self.plan.agent_version,
@@ -1207,10 +1402,11 @@ class _Progress:
         self._published_changes = 0
 
     async def start(self) -> None:
+        plan = self.dialler.plan
         self.artifact_id = await acreate_progress_artifact(
             progress=0.0,
-            key="retell-campaign-progress",
-            description="Share of the campaign's calls placed so far.",
+            key="retell-campaign-progress" + _shard_suffix(plan),
+            description=f"Share of the {_shard_text(plan)}calls placed so far.",
         )
         self._task = asyncio.create_task(self._tick())
 
@@ -1346,14 +1542,14 @@ def _attempt_number(call: PhoneCall) -> int:
         return 1
 
 
-def _idempotency_key(
-    campaign_id: str, from_number: str, to_number: str, attempt: int
-) -> str:
-    # The same campaign, numbers and attempt always give the same key, so that a
-    # resumed or retried run gets the call already placed back from Retell. The
-    # destination is part of it, not the row: a list edited between two runs
-    # shifts rows, and must neither skip a new contact nor dial an old one again.
-    text = f"{campaign_id}|{from_number}|{to_number}|{attempt}"
+def _idempotency_key(campaign_id: str, to_number: str, attempt: int) -> str:
+    # The same campaign, destination and attempt always give the same key, so
+    # that a resumed or retried run gets the call already placed back from
+    # Retell. The destination is part of it, not the row: a list edited between
+    # two runs shifts rows, and must neither skip a new contact nor dial an old
+    # one again. The from-number is not: with several numbers, a resumed run may
+    # give the attempt to another number, and must still get the same call back.
+    text = f"{campaign_id}|{to_number}|{attempt}"
     digest = hashlib.sha256(text.encode()).hexdigest()
     return f"prefect-retell-{digest[:40]}"
 
@@ -1460,16 +1656,37 @@ def _duplicate_reason(dup) -> str:
     return text
 
 
-async def _publish(result: CampaignResult) -> None:
+def _shard_suffix(plan: _Plan) -> str:
+    """What a shard adds to its artifacts' keys: one key per shard in the UI."""
+    if plan.shard_count == 1:
+        return ""
+    return f"-shard-{plan.shard}-of-{plan.shard_count}"
+
+
+def _shard_text(plan: _Plan) -> str:
+    if plan.shard_count == 1:
+        return "campaign's "
+    return f"shard {plan.shard} of {plan.shard_count}'s "
+
+
+async def _publish(result: CampaignResult, plan: _Plan) -> None:
+    shard = ""
+    markdown = result.summary_markdown()
+    if plan.shard_count > 1:
+        shard = f", shard {plan.shard} of {plan.shard_count}"
+        markdown = (
+            f"**Shard {plan.shard} of {plan.shard_count}**: the rows of this "
+            "shard's share of the list.\n\n" + markdown
+        )
     await acreate_table_artifact(
-        key="retell-campaign-results",
+        key="retell-campaign-results" + _shard_suffix(plan),
         table=result.table(mask_numbers=True),
-        description=f"One row per contact of campaign {result.campaign_id}.",
+        description=f"One row per contact of campaign {result.campaign_id}{shard}.",
     )
     await acreate_markdown_artifact(
-        key="retell-campaign-summary",
-        markdown=result.summary_markdown(),
-        description=f"Summary of campaign {result.campaign_id}.",
+        key="retell-campaign-summary" + _shard_suffix(plan),
+        markdown=markdown,
+        description=f"Summary of campaign {result.campaign_id}{shard}.",
     )
 
 
