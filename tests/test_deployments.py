@@ -104,10 +104,15 @@ def test_every_parameter_has_a_description(flow: Flow):
 
 
 def test_campaign_form_keeps_defaults_and_required_fields():
-    """The campaign form asks for the list and the number, and prefills the rest."""
+    """The campaign form asks for the list, and prefills the rest.
+
+    The from-number may be left empty when `from_numbers` names the numbers;
+    the flow refuses a run that gives neither, before any call.
+    """
     schema = parameter_schema(outbound_campaign)
 
-    assert schema.required == ["contacts", "from_number"]
+    assert schema.required == ["contacts"]
+    assert "from_numbers" in schema.properties["from_number"]["description"]
     assert schema.properties["cps"]["default"] == 1
     assert schema.properties["default_region"]["default"] == "US"
     assert schema.properties["stop_calls_on_timeout"]["default"] is True
