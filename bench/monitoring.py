@@ -80,7 +80,9 @@ async def _alone(sandbox: _support.Sandbox, numbers: list[str]) -> None:
         tasks = []
         for number in numbers:
             tasks.append(asyncio.create_task(one(number)))
-            await asyncio.sleep(1 / 16)
+            # Half the number's CPS: a create refused with 429 and sent again
+            # would count here, and dispatch is not what this part measures.
+            await asyncio.sleep(1 / 8)
         await asyncio.gather(*tasks)
 
 

@@ -12,7 +12,7 @@ and no Telnyx or Twilio number goes above 16 CPS (10,000 calls: 10.4 minutes).
 A custom-telephony number may dial concurrency / 20 calls a second, so the
 sandbox account gets a concurrency of 2,000 and the campaign runs at 100 CPS:
 10,000 calls in 100 s. The sandbox runs at time_scale 0.05 (calls last 1 to 9 s)
-and the poller at the same scale, so about 900 calls are live at any time.
+and the poller at the same scale, so a few hundred calls are live at a time.
 `--cps 16 --number telnyx` gives the slower, Telnyx-bound run.
 
     .venv/bin/python bench/scale.py [--contacts 10000] [--cps 100]

@@ -19,6 +19,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 DEMO_FROM_NUMBER = "+16505550101"
+# Retell's 2 s at the sandbox's default speed (a simulated second lasts 20 ms): the
+# poll interval scales the whole poll schedule, so it must match the sandbox's time.
+SANDBOX_POLL_INTERVAL_SECONDS = 2.0 * 0.02
 
 
 def _quiet_prefect_defaults() -> None:
@@ -198,7 +201,8 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         "--poll-interval-seconds",
         type=_positive_float,
         default=2.0,
-        help="pause between two reads of a live call (default: 2)",
+        help="shortest pause between two reads of the live calls; each call is "
+        "read more rarely as it ages (default: 2)",
     )
     parser.add_argument(
         "--call-timeout-seconds",
@@ -472,7 +476,7 @@ def _demo(args: argparse.Namespace) -> int:
             "contacts": str(path),
             "from_number": DEMO_FROM_NUMBER,
             "cps": 5,
-            "poll_interval_seconds": 0.5,
+            "poll_interval_seconds": SANDBOX_POLL_INTERVAL_SECONDS,
         }
         return _run(options, None, args.results, sandbox=True)
 
@@ -583,7 +587,7 @@ def _run_on_sandbox(options: dict):
             options["campaign_id"] = f"sandbox-{uuid.uuid4().hex[:12]}"
         if options.get("poll_interval_seconds") == 2.0:
             # Sandbox calls last seconds, not minutes.
-            options["poll_interval_seconds"] = 0.5
+            options["poll_interval_seconds"] = SANDBOX_POLL_INTERVAL_SECONDS
         if options.get("monitor") == "events":
             receiver = stack.enter_context(_receiver_for(server.sandbox.config.api_key))
             server.sandbox.set_webhook_url(receiver.url)

@@ -26,8 +26,13 @@ follows every call of a process from one background loop instead:
   authentication error goes to every waiter at once. No waiter waits past its
   deadline for an answer that does not come.
 
-A call read in a batch comes from list-calls, which leaves out transcripts: read it
-with `RetellClient.get_call` when the transcript is needed.
+Known limits: a call read in a batch comes from list-calls, which leaves out
+transcripts; read it with `RetellClient.get_call` when the transcript is needed. A
+call followed on its own is seen to end late: one that ends 12 s after it was
+handed over is seen at 90 s, the price of two reads per one-minute call. With other
+calls live it rides along in their reads and is seen within `min_gap_seconds` or so.
+A call's age counts from when it is handed over, so a call taken up again after a
+restart starts its schedule afresh.
 """
 
 from __future__ import annotations
