@@ -945,7 +945,9 @@ class SlotPool:
                 timeout_seconds=self.acquire_timeout_seconds,
                 strict=True,
                 # Prefect's shortest lease: a crashed campaign's slots come back
-                # after a minute rather than five.
+                # after a minute rather than five. Known shortcoming: only where
+                # the server runs its lease repossessor; Prefect's embedded and
+                # test servers do not, and keep a killed run's slots held.
                 lease_duration=60,
                 raise_on_lease_renewal_failure=False,
             ):
