@@ -9,10 +9,12 @@ with the client it is meant to test.
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import uvicorn
 
-__all__ = ["bind", "uvicorn_config", "url_of"]
+__all__ = ["bind", "start_in_thread", "uvicorn_config", "url_of"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -58,3 +60,24 @@ def uvicorn_config(app: object, *, graceful_shutdown_seconds: float) -> uvicorn.
         loop="asyncio",
         timeout_graceful_shutdown=graceful_shutdown_seconds,
     )
+
+
+def start_in_thread(
+    server: uvicorn.Server, sock: socket.socket, *, name: str, timeout_seconds: float
+) -> tuple[threading.Thread, bool]:
+    """Run `server` on `sock` in a daemon thread and wait until it accepts.
+
+    Returns:
+        The thread, and whether the server started in time; when it did not, the
+        caller stops it and says what failed.
+    """
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout_seconds
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            return thread, False
+        time.sleep(0.01)
+    return thread, True

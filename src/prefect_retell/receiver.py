@@ -55,7 +55,6 @@ import logging
 import random
 import socket
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -79,7 +78,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from prefect_retell._serving import bind, url_of, uvicorn_config
+from prefect_retell._serving import bind, start_in_thread, url_of, uvicorn_config
 from prefect_retell.errors import RetellConfigurationError
 from prefect_retell.webhooks import (
     SIGNATURE_HEADER,
@@ -691,22 +690,18 @@ class WebhookReceiverServer:
         Raises:
             RuntimeError: The server did not start in time.
         """
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
+        self._thread, started = start_in_thread(
+            self._server,
+            self._socket,
             name="retell-webhooks",
-            daemon=True,
+            timeout_seconds=self._startup_timeout_seconds,
         )
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout_seconds
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"The webhook receiver did not start at {self.url}; "
-                    "see the log for the cause."
-                )
-            time.sleep(0.01)
+        if not started:
+            self.stop()
+            raise RuntimeError(
+                f"The webhook receiver did not start at {self.url}; "
+                "see the log for the cause."
+            )
         return self
 
     def stop(self) -> None:

@@ -14,13 +14,12 @@ import ipaddress
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
 import uvicorn
 
-from prefect_retell._serving import bind, url_of, uvicorn_config
+from prefect_retell._serving import bind, start_in_thread, url_of, uvicorn_config
 
 from .app import create_app
 from .config import SandboxConfig
@@ -96,22 +95,18 @@ class SandboxServer:
         Raises:
             RuntimeError: If the server did not start in time.
         """
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
+        self._thread, started = start_in_thread(
+            self._server,
+            self._socket,
             name="retell-sandbox",
-            daemon=True,
+            timeout_seconds=self._startup_timeout_seconds,
         )
-        self._thread.start()
-        deadline = time.monotonic() + self._startup_timeout_seconds
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"The Retell sandbox did not start at {self.base_url}; "
-                    "see the uvicorn log for the cause."
-                )
-            time.sleep(0.01)
+        if not started:
+            self.stop()
+            raise RuntimeError(
+                f"The Retell sandbox did not start at {self.base_url}; "
+                "see the uvicorn log for the cause."
+            )
         logger.info("Retell sandbox listening at %s", self.base_url)
         return self
 
