@@ -13,6 +13,7 @@ Every process started here is stopped, with its children, however the test ends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -124,6 +125,23 @@ def local_prefect(tmp_path_factory) -> Iterator[tuple[str, dict[str, str], Path]
         yield api_url, env, folder
 
 
+async def _wait_for_workers(pool: str, count: int, logs: list[Path]) -> None:
+    """Wait until `count` workers of `pool` have sent a heartbeat.
+
+    A worker that is still starting when the shards are scheduled cannot take
+    one, and the other worker, its first run done, would take both.
+    """
+    deadline = time.monotonic() + STARTUP_SECONDS
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            workers = await client.read_workers_for_work_pool(pool)
+            if sum(worker.status == "ONLINE" for worker in workers) >= count:
+                return
+            await asyncio.sleep(0.5)
+    output = "\n".join(log.read_text()[-1500:] for log in logs)
+    pytest.fail(f"{count} workers did not come online:\n{output}")
+
+
 @pytest.fixture(scope="module")
 async def workers_run(local_prefect):
     """40 contacts at CPS 5 from Twilio, as 2 shards, on 2 workers of one pool."""
@@ -174,6 +192,7 @@ async def workers_run(local_prefect):
                 )
                 for index in (1, 2)
             ]
+            await _wait_for_workers(POOL, 2, logs)
             shards = await sharded_campaign(
                 contacts=contacts,
                 shard_count=2,
