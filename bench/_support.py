@@ -40,6 +40,19 @@ def quiet_prefect(home: str | None = None) -> None:
         os.environ["PREFECT_HOME"] = home
 
 
+def warm_up_prefect() -> float:
+    """Start Prefect's embedded server with a trivial flow; return the seconds."""
+    from prefect import flow
+
+    @flow(name="bench-warm-up")
+    def warm_up() -> None:
+        return None
+
+    started = time.perf_counter()
+    warm_up()
+    return time.perf_counter() - started
+
+
 # -- the sandbox, in its own process ------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 """CPS fidelity: how closely campaigns hold and reach their calls per second.
 
 With one process (the default), runs `outbound_campaign` on Prefect's embedded
-server against a sandbox in this process, at 1, 5 and 16 calls per second. With
+server, already started, against a sandbox in a child process (as Retell would
+be: a sandbox thread in the campaign's process would compete with it for the
+interpreter and delay both), at 1, 5 and 16 calls per second. With
 `--processes N`, starts a local `prefect server start` (SQLite, or the database
 given with `--database-url`) and runs the same list as N shards, each in a
 process of its own, drawing from one Prefect rate limit. Prints, for each rate,
@@ -41,8 +43,8 @@ if "PREFECT_HOME" not in os.environ:
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import _support  # noqa: E402
 from prefect_retell import RetellCredentials, outbound_campaign  # noqa: E402
-from prefect_retell.sandbox import SandboxConfig, serve_sandbox  # noqa: E402
 from prefect_retell.sandbox.report import creation_report  # noqa: E402
 
 FROM_NUMBER = "+16505550101"  # Telnyx in the sandbox: up to 16 CPS
@@ -115,26 +117,26 @@ def table_row(processes: int, cps: int, stats: dict, wall: float) -> str:
     )
 
 
-async def one_process(cps: int, contacts: Path, server) -> str:
-    server.sandbox.reset()
+async def one_process(cps: int, contacts: Path, sandbox: _support.Sandbox) -> str:
+    sandbox.reset()
     parameters = campaign_parameters(
-        cps, contacts, server.base_url, server.sandbox.config.api_key
+        cps, contacts, sandbox.base_url, _support.SANDBOX_KEY
     )
     started = time.perf_counter()
     await outbound_campaign(**parameters)
     wall = time.perf_counter() - started
-    return table_row(1, cps, server.sandbox.stats(), wall)
+    return table_row(1, cps, sandbox.stats(), wall)
 
 
 def several_processes(
-    processes: int, cps: int, contacts: Path, server, api_url: str
+    processes: int, cps: int, contacts: Path, sandbox: _support.Sandbox, api_url: str
 ) -> str:
     """Run the list as `processes` shards, each in a process of its own."""
-    server.sandbox.reset()
+    sandbox.reset()
     campaign_id = f"bench-cps-{uuid.uuid4().hex[:12]}"
     env = {**os.environ, "PREFECT_API_URL": api_url}
     command = [sys.executable, __file__, "--contacts", str(contacts)]
-    command += ["--cps", str(cps), "--base-url", server.base_url]
+    command += ["--cps", str(cps), "--base-url", sandbox.base_url]
     command += ["--campaign-id", campaign_id]
     started = time.perf_counter()
     shards = [
@@ -152,14 +154,14 @@ def several_processes(
         if shard.returncode:
             raise SystemExit(f"a shard failed:\n{errors[-3000:]}")
     wall = time.perf_counter() - started
-    return table_row(processes, cps, server.sandbox.stats(), wall)
+    return table_row(processes, cps, sandbox.stats(), wall)
 
 
 def run_shard(args: argparse.Namespace) -> None:
     """One shard of a several-process run (started by `several_processes`)."""
     shard, count = (int(part) for part in args.shard.split("/"))
     parameters = campaign_parameters(
-        args.cps, Path(args.contacts), args.base_url, SandboxConfig().api_key
+        args.cps, Path(args.contacts), args.base_url, _support.SANDBOX_KEY
     )
     parameters["campaign_id"] = args.campaign_id
     asyncio.run(outbound_campaign(**parameters, shard=shard, shard_count=count))
@@ -235,14 +237,20 @@ def main() -> None:
         run_shard(args)
         return
     rates = [int(rate) for rate in args.rates.split(",")]
-    config = SandboxConfig(concurrency_limit=400, time_scale=0.02)
     print(HEADER, flush=True)
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        server = stack.enter_context(serve_sandbox(config))
+        server = stack.enter_context(
+            _support.sandbox_process(concurrency_limit=400, time_scale=0.02)
+        )
         api_url = None
         if args.processes > 1:
             api_url = stack.enter_context(prefect_server(folder, args.database_url))
+        else:
+            # Prefect's embedded server starts with the first flow run and keeps
+            # busy for a while after; the first rate must not pay for that.
+            _support.warm_up_prefect()
+            time.sleep(5)
         for cps in rates:
             count = min(1000, max(10, int(cps * args.seconds)))
             contacts = write_contacts(folder, count)

@@ -77,19 +77,6 @@ def run_baseline(sandbox: _support.Sandbox, contacts: Path, cps: int) -> dict:
     return figures
 
 
-def warm_up_prefect() -> float:
-    """Start Prefect's embedded server with a trivial flow; return the seconds."""
-    from prefect import flow
-
-    @flow(name="bench-warm-up")
-    def warm_up() -> None:
-        return None
-
-    started = time.perf_counter()
-    warm_up()
-    return time.perf_counter() - started
-
-
 def run_campaign(
     sandbox: _support.Sandbox, contacts: Path, cps: int, *, log_level: int | None = None
 ) -> dict:
@@ -213,7 +200,7 @@ def main() -> None:
         with _support.sandbox_process(**config) as sandbox:
             base = run_baseline(sandbox, contacts, args.cps)
             print(f"baseline: {base}", flush=True)
-            start_up = warm_up_prefect()
+            start_up = _support.warm_up_prefect()
             camp = run_campaign(sandbox, contacts, args.cps)
             print(f"campaign: {camp}", flush=True)
             quiet = None

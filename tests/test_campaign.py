@@ -11,7 +11,13 @@ from collections import Counter
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.logging.handlers import APILogHandler
 
 from conftest import DATA
 from flow_support import (
@@ -199,6 +205,26 @@ async def test_campaign_progress_artifact_ends_at_100(crm_from_telnyx):
 
     assert artifact.type == "progress"
     assert float(artifact.data) == 100.0
+
+
+async def test_campaign_log_has_progress_not_a_line_per_call(crm_from_telnyx):
+    """By default the run's stored log says how far the campaign is, not each call.
+
+    35 calls would be 70 lines; the log has the progress lines and the end.
+    """
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(
+            LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[crm_from_telnyx.flow_run_id])
+            ),
+            limit=200,
+        )
+    messages = [log.message for log in logs]
+
+    assert any(m.startswith("Placed 35 of 35 calls") for m in messages)
+    assert any(m.startswith("Campaign ") and " done: " in m for m in messages)
+    assert not [m for m in messages if m.startswith(("Created call", "Call "))]
 
 
 # --- F09: dynamic variables and metadata -----------------------------------------

@@ -70,6 +70,8 @@ async def stored(prefect_server, keyed_sandbox_server, contacts_path):
         from_number=TELNYX,
         credentials="fx",
         cps=5,
+        # The most a campaign logs: a line per call created and ended.
+        log_each_call=True,
     )
     await APILogHandler.aflush()
     async with get_client() as client:

@@ -252,6 +252,12 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         help="ask Retell to refuse numbers on the account's do-not-call list",
     )
     parser.add_argument(
+        "--log-each-call",
+        action="store_true",
+        help="log a line as each call is created and as it ends (default: the "
+        "campaign's progress only)",
+    )
+    parser.add_argument(
         "--monitor",
         choices=("poll", "events", "none"),
         default="poll",
@@ -422,6 +428,7 @@ def _campaign(args: argparse.Namespace) -> int:
         "redial_delay_seconds": args.redial_delay_seconds,
         "suppression_file": args.suppression_file,
         "honor_internal_dnc": args.honor_internal_dnc,
+        "log_each_call": args.log_each_call,
     }
     if args.call_hours or args.call_days is not None or args.default_timezone:
         window = _calling_window(args)

@@ -178,8 +178,9 @@ class CallPoller:
         page_size: Call ids per list-calls request and page size, 1 to 1000.
         max_failed_looks: Looks at a call that may fail in a row (after the
             client's own retries) before its waiters get the error.
-        logger: Where status changes (DEBUG), finished calls (INFO) and failed
-            looks (WARNING) go; the module logger by default.
+        logger: Where status changes (DEBUG), finished calls and failed looks
+            (WARNING) go; the module logger by default.
+        call_log_level: The level of the line logged as each call finishes.
 
     Example:
         ```python
@@ -198,6 +199,7 @@ class CallPoller:
         page_size: int = MAX_PAGE_SIZE,
         max_failed_looks: int = 3,
         logger: logging.Logger | logging.LoggerAdapter | Any = None,
+        call_log_level: int = logging.INFO,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}, not {page_size}")
@@ -208,6 +210,7 @@ class CallPoller:
         self.page_size = page_size
         self.max_failed_looks = max_failed_looks
         self._logger = logger if logger is not None else logging.getLogger(__name__)
+        self._call_log_level = call_log_level
         self._watches: dict[str, _Watch] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -491,7 +494,7 @@ class CallPoller:
         watch.failures = 0
         watch.missing = False
         if final is not None:
-            _log_finished(self._logger, final)
+            _log_finished(self._logger, final, self._call_log_level)
             for waiter in watch.pending():
                 waiter.future.set_result(final)
             self._drop(watch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -208,12 +209,18 @@ async def get_call(retell_credentials: RetellCredentials, call_id: str) -> Phone
 
 
 async def place_call(
-    client: RetellClient, request: PhoneCallRequest, logger: Any
+    client: RetellClient,
+    request: PhoneCallRequest,
+    logger: Any,
+    log_level: int = logging.INFO,
 ) -> PhoneCall:
-    """Create a call and log its id, with the number masked."""
+    """Create a call and log its id at `log_level`, with the number masked."""
     call = await client.create_phone_call(request)
-    logger.info(
-        "Created call %s to %s", call.call_id, mask_phone_number(request.to_number)
+    logger.log(
+        log_level,
+        "Created call %s to %s",
+        call.call_id,
+        mask_phone_number(request.to_number),
     )
     return call
 
@@ -226,6 +233,7 @@ async def follow_call(
     poll_interval_seconds: float = 2.0,
     stop_on_timeout: bool = False,
     logger: Any = None,
+    log_level: int = logging.INFO,
 ) -> PhoneCall:
     """Poll a call until its status is final or the deadline passes.
 
@@ -248,7 +256,7 @@ async def follow_call(
                 logger.warning("Polling call %s failed for now: %s", call_id, exc)
         else:
             if call.is_final:
-                _log_finished(logger, call)
+                _log_finished(logger, call, log_level)
                 return call
             if logger and call.call_status != last_status:
                 logger.debug("Call %s is %s", call_id, call.call_status)
@@ -268,6 +276,7 @@ async def follow_call_by_events(
     poll_interval_seconds: float = 2.0,
     stop_on_timeout: bool = False,
     logger: Any = None,
+    log_level: int = logging.INFO,
 ) -> PhoneCall:
     """Wait for a call's final event; read it from Retell only if none comes.
 
@@ -286,7 +295,7 @@ async def follow_call_by_events(
     except RuntimeError:
         ended = None
     if ended is not None:
-        _log_finished(logger, ended)
+        _log_finished(logger, ended, log_level)
         return ended
     if logger:
         logger.info("No final event for call %s in time; asking Retell", call_id)
@@ -297,12 +306,14 @@ async def follow_call_by_events(
         poll_interval_seconds=poll_interval_seconds,
         stop_on_timeout=stop_on_timeout,
         logger=logger,
+        log_level=log_level,
     )
 
 
-def _log_finished(logger: Any, call: PhoneCall) -> None:
+def _log_finished(logger: Any, call: PhoneCall, level: int = logging.INFO) -> None:
     if logger:
-        logger.info(
+        logger.log(
+            level,
             "Call %s finished: %s (%s), %.1f s",
             call.call_id,
             call.call_status,
