@@ -38,8 +38,8 @@ share. No other grant can come before that share has drained. So:
    ready) would let a second grant fit beside it, and neither process could
    tell where in the timeline its share falls. Requests are seldom refused; a
    refused one is not retried blindly: the pacer waits a random moment and
-   reads again. A busy server (SQLite answers 503 when locked) is asked again
-   within a tenth of a second, not after Prefect's client's 2 and 4 s.
+   reads again. A busy server (SQLite answers 503 when locked) costs one wait
+   of Prefect's client (about 2 s), not its five retries over 2, 4, 8... s.
 2. **Spend a share at once, evenly, or not at all.** Calls go out at `1 / cps`
    from the moment the grant arrives, each to a lane that is ready then. Each
    share has a deadline: its last call must leave early enough to stay a call
@@ -49,15 +49,21 @@ share. No other grant can come before that share has drained. So:
    not given back: a give-back delayed by a busy database could land inside
    the next process's share, shorten it and let two processes call at once.
    This costs other processes at most one share of waiting.
-3. **Hand over with a margin.** The process whose grant was the last write
-   asks again just in time for its next call; its own calls are spaced by its
-   own record: any `cps + 1` of them span a second from when Retell may have
-   received the first (its answer, if quick; else `_WINDOW_SECONDS` after it
-   left), and each lane says when its call really left. A process taking over
-   from another waits `_HANDOVER_SECONDS` plus a random jitter after the
-   bucket has drained: the margin absorbs the other's late calls and answers,
-   and the jitter keeps two waiting processes from asking at the same instant.
-4. **One round trip per share, not per call.** A read and a grant per share
+3. **Count a call when Retell can have received it.** Each lane says when its
+   create really left and when it was answered; Retell counts the call in
+   between. The process's own calls are spaced so that any `cps + 1` of them
+   span a second from the first one's answer, so a request that waited in a
+   busy server's queue, or a create the client retried, cannot squeeze two
+   calls into one second. (Against a far API, whose answers usually take
+   longer than `_ANSWER_CAP_SECONDS`, a usual answer counts from
+   `_ANSWER_CAP_SECONDS` after leaving instead: waiting for answers would cost
+   the round trip every second.) The process whose grant was the last write
+   asks for its next share just in time for its next call.
+4. **Hand over with a margin.** A process taking over from another waits
+   `_HANDOVER_SECONDS` plus a random jitter after the bucket has drained: the
+   margin covers the other's last calls still on their way, and the jitter
+   keeps two waiting processes from asking at the same instant.
+5. **One round trip per share, not per call.** A read and a grant per share
    of up to `cps` calls; a slow grant is followed by a read of its own time,
    so that a database stall does not waste the share.
 
@@ -66,22 +72,23 @@ sit inside its share at `1 / cps`, and shares are a call interval apart, so the
 calls of all processes together never exceed `cps` in any one-second window.
 
 Measured with bench/cps.py on the sandbox's record of creation times (2 cores
-shared with other work, so read them as sizes): one process reaches 97-99% of
-the CPS at 1 and 5 CPS and 94-97% at 16; two processes on one number 93-97% at
-1 and 5 CPS and 88-91% at 16, never more than the CPS in a second. Most of the
-shortfall is the database: a grant delayed by a locked SQLite or a busy server
-delays that share.
+shared with other work, so read them as sizes): one process reaches 95-99% of
+the CPS (the answers' delays are the gap to 100%); two processes on one number
+90-97%, on SQLite and on PostgreSQL; never more than the CPS in any second, no
+429. A grant delayed by a locked SQLite delays its share by about 2 s.
 
 Known limits of this design: there is no fairness. The process that holds a
 number's budget keeps it while it has calls ready, and another takes over when
 it pauses; the shards of one campaign then mostly dial one after another, and
 the total rate is what it would be with one. Every process must read the same
 clock as the Prefect server to within about 20 ms (NTP): `updated` is the
-server's time, compared with the process's own. The window's spare (20 ms)
-absorbs the usual delays between a call leaving and Retell counting it; a
-longer stall on the way (a machine overloaded) can still put `cps + 1` in a
-second. Anything else drawing from a `retell-cps-*` limit with Prefect's
-`rate_limit` is not spaced by these rules.
+server's time, compared with the process's own. The handover margin covers the
+previous holder's last calls for `_HANDOVER_SECONDS - _LATE_ALLOWANCE_SECONDS`
+(0.14 s) after they were due; a create still unanswered by then could share a
+second with the next holder's first calls. Against a far API, a usual answer
+counts from `_ANSWER_CAP_SECONDS` after its call left, which trusts requests to
+reach it within that time. Anything else drawing from a `retell-cps-*` limit
+with Prefect's `rate_limit` is not spaced by these rules.
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ import itertools
 import logging
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,20 +256,21 @@ def _check_limit(confirmed, limit: int, decay: float) -> None:
 
 Clock = Callable[[], float]
 
-# Any `cps + 1` consecutive calls of one process span at least this long, from
-# when the first left: the creations reach Retell a little apart from how they
-# left, and this much room keeps that jitter from making `cps + 1` in a second.
-# A create answered sooner than that spare was received by its answer, and
-# the span is counted from there.
-_WINDOW_SECONDS = 1.02
+# When answers to creates are usually slower than this (a far API), one no
+# slower than 1.5 times the usual counts as received this long after it left.
+_ANSWER_CAP_SECONDS = 0.1
 # A process that takes the bucket over from another asks this long after the
 # bucket has drained, plus a random jitter of up to _HANDOVER_JITTER_SECONDS.
-_HANDOVER_SECONDS = 0.15
+_HANDOVER_SECONDS = 0.25
 _HANDOVER_JITTER_SECONDS = 0.02
 # How late a grant's calls may leave after their nominal slots. The handover
-# margin less this allowance leaves the window's spare, plus 20 ms for the
-# clocks of two machines to disagree.
+# margin less this allowance (0.14 s) covers the time Retell may take to count
+# the last call of a share (_ANSWER_CAP_SECONDS), plus 20 ms for the clocks of
+# two machines to disagree, and keeps the next process's first call a call
+# interval further.
 _LATE_ALLOWANCE_SECONDS = 0.11
+# How far inside its share's deadline a share is asked for its last planned call.
+_FIT_MARGIN_SECONDS = 0.03
 # The server's timestamp arithmetic is not exact: ask this long after the moment
 # the bucket is computed to be empty.
 _ROUNDING_SECONDS = 0.003
@@ -436,8 +445,8 @@ class _ServerBusy(Exception):
 
 
 # Answers and failures after which a request is worth making again: a locked
-# SQLite database answers 503. Prefect's client would wait 2 s, then 4 s; the
-# pacer asks again within a tenth of a second and reads the bucket first.
+# SQLite database answers 503. The pacer asks again within a tenth of a second
+# of getting the answer, and reads the bucket first.
 _BUSY_STATUSES = frozenset({429, 502, 503, 504})
 _BUSY_ATTEMPTS = 12
 
@@ -486,6 +495,8 @@ class CallPacer:
         self._clock = clock
         self._waiting: collections.deque[asyncio.Future[Turn]] = collections.deque()
         self._arrived = asyncio.Event()
+        # Set when a call of this process gets its answer.
+        self._answer = asyncio.Event()
         # This process's latest calls: when each left, was answered (-inf until
         # then), and the slot it was released for; one mutable entry per call.
         self._released: collections.deque[list[float]] = collections.deque(maxlen=cps)
@@ -533,8 +544,10 @@ class CallPacer:
                 while True:
                     await self._demand()
                     await self._hand_out(self._local_grant(self.cps))
-            # The pacer retries a busy server itself, sooner than Prefect's
-            # client would; the setting holds for this task only.
+            # The pacer retries a busy server itself, after a fresh read, rather
+            # than let Prefect's client repeat a request up to five times over
+            # 2, 4, 8... s. (Even told not to retry, the client still waits once,
+            # about 2 s, before it hands back a 503.) For this task only.
             with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
                 async with get_client() as client:
                     server = _LimitServer(client, self.limit_name, self._clock)
@@ -603,7 +616,12 @@ class CallPacer:
             if not own:
                 jitter = random.uniform(0, _HANDOVER_JITTER_SECONDS)
                 ask_at += _HANDOVER_SECONDS + jitter
-            ask_at = max(ask_at, self._ask_moment(rate))
+            self._answer.clear()
+            ask_at = max(ask_at, self._ask_moment(bucket, rate))
+            if ask_at == math.inf:
+                # The next call must wait for an earlier one's answer first.
+                await _wait(self._answer, _PAUSED_POLL_SECONDS)
+                continue
             wait = ask_at - self._clock()
             # No process that follows these rules asks for a bucket this one
             # holds before the handover margin has passed, so an older read is
@@ -636,13 +654,38 @@ class CallPacer:
             self.stats.refused += 1
             await asyncio.sleep(random.uniform(0, _REFUSAL_BACKOFF_SECONDS))
 
-    def _ask_moment(self, rate: float) -> float:
+    def _ask_moment(self, bucket: _Bucket, rate: float) -> float:
         """When to ask for the next share, as far as this process's calls go.
 
-        Just in time for the next call the record allows: a share asked for
-        earlier would start its deadline earlier, for calls that cannot go yet.
+        Just in time for the next call the record allows, and late enough that
+        the share's deadline falls after the last call the record plans for
+        it: a share asked for earlier would start its deadline earlier, for
+        calls that cannot go yet.
         """
-        return self._next_release(rate) - self._ask_seconds
+        size = max(1, min(bucket.limit, int(rate * bucket.limit / bucket.decay)))
+        planned = self._planned(rate, size, self._clock())
+        if planned[0] == math.inf:
+            return math.inf
+        # Calls that wait for answers not in yet are not planned for.
+        known = [moment for moment in planned if moment != math.inf]
+        in_time = known[0] - self._ask_seconds
+        fitting = (
+            known[-1]
+            - (len(known) - 1) / bucket.decay
+            - _LATE_ALLOWANCE_SECONDS
+            + _FIT_MARGIN_SECONDS
+        )
+        return max(in_time, fitting)
+
+    def _planned(self, rate: float, size: int, not_before: float) -> list[float]:
+        """When the next `size` calls could leave by the record."""
+        record = collections.deque(self._released, maxlen=self._released.maxlen)
+        planned: list[float] = []
+        for _ in range(size):
+            moment = max(not_before, self._next_release(rate, record))
+            planned.append(moment)
+            record.append([moment, -math.inf, moment])
+        return planned
 
     async def _ask(
         self, server: _LimitServer, bucket: _Bucket, rate: float
@@ -712,9 +755,16 @@ class CallPacer:
         """The earliest moment the next call may leave by this process's record.
 
         Calls are spaced `1 / rate` apart from their slots, and any `rate + 1`
-        of them span a second from when Retell may have received the first:
-        by its answer if that came quickly, else a window's spare after it
-        left (the answer then is more likely slow on its way back).
+        of them span a second from when Retell received the first. Retell
+        counts a call somewhere between its leaving and its answer, so the
+        answer is used: then no second holds more than `rate` of this process's
+        calls, however long the request waited on the way (a busy server queues
+        it, a retried create is counted late). One exception: when answers are
+        usually slower than _ANSWER_CAP_SECONDS (a far API, whose work comes
+        after it has the request), an answer no slower than usual is taken as
+        received _ANSWER_CAP_SECONDS after leaving, as waiting for it would cost
+        the whole round trip every second. While the call `rate` places back
+        has no answer, the next call waits for it (infinity here).
         """
         record = self._released if record is None else record
         if not record:
@@ -722,11 +772,7 @@ class CallPacer:
         moment = record[-1][2] + 1.0 / rate
         count = max(1, int(rate))
         if len(record) >= count:
-            left, answered, _ = record[-count]
-            received = min(answered, left + _WINDOW_SECONDS - 1.0)
-            if answered == -math.inf:
-                received = left + _WINDOW_SECONDS - 1.0
-            moment = max(moment, received + 1.0)
+            moment = max(moment, _received(record[-count], record) + 1.0)
         return moment
 
     async def _hand_out(self, grant: _Grant) -> None:
@@ -740,8 +786,18 @@ class CallPacer:
         tokens = grant.size
         deadline = grant.deadline
         released_before = self.stats.released
-        slot = max(grant.received, self._next_release(grant.rate))
-        while tokens and slot <= deadline:
+        # Slots before this moment have passed unused.
+        passed = grant.received
+        while tokens:
+            self._answer.clear()
+            slot = max(passed, self._next_release(grant.rate))
+            if slot == math.inf:
+                # A call this one must follow by a second has no answer yet.
+                if not await _wait(self._answer, deadline - self._clock()):
+                    break
+                continue
+            if slot > deadline:
+                break
             delay = slot - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -749,24 +805,21 @@ class CallPacer:
             tokens -= 1
             if turn is None:
                 self.stats.expired += 1
-                slot = max(slot + 1.0 / grant.rate, self._next_release(grant.rate))
+                passed = slot + 1.0 / grant.rate
                 continue
             # The next call is spaced from this one's slot, not from when the
             # loop got round to it, so that wake-up delays do not add up.
             left = [self._clock(), -math.inf, slot]
             self._released.append(left)
             self.stats.released += 1
-            turn.set_result(Turn(self.key, left, self._clock))
-            slot = self._next_release(grant.rate)
+            turn.set_result(Turn(self.key, left, self._clock, self._answer.set))
         self.stats.expired += tokens
         self._logger.debug(
-            "Share of %d from %.3f: %d unused, %d still waiting, next slot %+.3f "
-            "after the deadline",
+            "Share of %d from %.3f: %d unused, %d still waiting",
             grant.size,
             grant.received,
             grant.size - self.stats.released + released_before,
             self._ready(),
-            slot - deadline,
         )
 
     async def _claim(self, until: float) -> asyncio.Future[Turn] | None:
@@ -786,6 +839,22 @@ class CallPacer:
                 return None
 
 
+def _received(entry: list[float], record: collections.deque[list[float]]) -> float:
+    """The latest moment Retell is taken to have received a call; see
+    `CallPacer._next_release`."""
+    left, answered, _ = entry
+    if answered == -math.inf:
+        # Not answered yet: Retell may count it at any moment from now on.
+        return math.inf
+    took = answered - left
+    usual = statistics.median(
+        each[1] - each[0] for each in record if each[1] != -math.inf
+    )
+    if _ANSWER_CAP_SECONDS < took <= 1.5 * usual:
+        return left + _ANSWER_CAP_SECONDS
+    return answered
+
+
 class Turn:
     """A lane's turn to create one call, from the number `number`.
 
@@ -798,10 +867,17 @@ class Turn:
     the pacer spaces the next calls from what really happened.
     """
 
-    def __init__(self, number: str, record: list[float], clock: Clock) -> None:
+    def __init__(
+        self,
+        number: str,
+        record: list[float],
+        clock: Clock,
+        on_answer: Callable[[], None],
+    ) -> None:
         self.number = number
         self._record = record
         self._clock = clock
+        self._on_answer = on_answer
 
     def leaving(self) -> None:
         """Note that the call is being created now."""
@@ -810,6 +886,7 @@ class Turn:
     def answered(self) -> None:
         """Note that the create request has its answer."""
         self._record[1] = self._clock()
+        self._on_answer()
 
 
 class PacerRotation:
@@ -838,6 +915,17 @@ class PacerRotation:
         """Stop every pacer."""
         for pacer in self.pacers.values():
             await pacer.close()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` was set within `seconds` (infinite: no limit)."""
+    if seconds <= 0:
+        return event.is_set()
+    try:
+        await asyncio.wait_for(event.wait(), None if seconds == math.inf else seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
 
 
 def _average(previous: float, sample: float) -> float:

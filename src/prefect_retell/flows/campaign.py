@@ -1260,6 +1260,7 @@ class _Dialler:
             try:
                 call = await self._create(contact, request)
             finally:
+                # The pacer holds the next calls until this one is answered.
                 turn.answered()
             if isinstance(call, ContactResult):
                 return call
