@@ -511,7 +511,12 @@ class CallPacer:
         self._warned: set[str] = set()
 
     async def wait_turn(self) -> Turn:
-        """Return when the next call may be created."""
+        """Return when the next call may be created.
+
+        Call `leaving()` on the turn as the create goes out and `answered()`
+        once it has its answer, whatever the answer: the pacer holds the call
+        `cps` places later until then.
+        """
         turn: asyncio.Future[Turn] = asyncio.get_running_loop().create_future()
         self.offer(turn)
         return await turn
