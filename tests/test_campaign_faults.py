@@ -113,3 +113,31 @@ async def test_key_refused_mid_campaign_stops_every_call(prefect_server, sandbox
 
     assert placed == 2
     assert len(sandbox.sandbox.stats()["calls"]) == placed
+
+
+@pytest.mark.parametrize(("refusals", "outcome"), [(4, "called"), (5, "failed")])
+async def test_a_create_refused_with_429_takes_new_turns_up_to_five(
+    prefect_server, sandbox, refusals, outcome
+):
+    """A create refused with 429 is sent again in a pacer turn of its own, five
+    times in all; the fifth refusal ends the row failed, naming the refusals."""
+    sandbox.sandbox.add_fault(
+        Fault(
+            endpoint="create-phone-call",
+            action="error",
+            status=429,
+            headers={"Retry-After": "0.05"},
+            times=refusals,
+        )
+    )
+
+    run = await run_campaign(
+        sandbox, contacts=[{"phone": NUMBERS[0]}], from_number=TWILIO, cps=5
+    )
+
+    [row] = run.result.rows
+    assert row.outcome == outcome
+    assert run.stats["requests"]["POST /v2/create-phone-call"] == 5
+    if outcome == "failed":
+        assert "refused 5 times, in as many turns" in row.reason
+        assert run.stats["calls"] == []

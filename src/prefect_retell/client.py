@@ -291,13 +291,22 @@ class RetellClient:
     # Calls
 
     async def create_phone_call(
-        self, request: PhoneCallRequest | None = None, **fields: Any
+        self,
+        request: PhoneCallRequest | None = None,
+        *,
+        retry_rate_limited: bool = True,
+        **fields: Any,
     ) -> PhoneCall:
         """Place an outbound call.
 
         Pass a `PhoneCallRequest` or its fields. An `idempotency_key` is added when
         missing, so that a retry after a lost answer returns the call already
         placed instead of dialling the person again.
+
+        With `retry_rate_limited` False, a 429 answer is raised at once as
+        `RetellRateLimitError`, for a caller that paces its calls itself: a
+        create sent again after `Retry-After` would go out beside the paced
+        ones, and at full CPS be refused in turn.
         """
         request = request or PhoneCallRequest(**fields)
         if request.idempotency_key is None:
@@ -305,7 +314,10 @@ class RetellClient:
                 update={"idempotency_key": f"prefect-retell-{uuid.uuid4().hex}"}
             )
         data = await self._request(
-            "POST", "/v2/create-phone-call", json=request.to_body()
+            "POST",
+            "/v2/create-phone-call",
+            retry_rate_limited=retry_rate_limited,
+            json=request.to_body(),
         )
         return PhoneCall.model_validate(data)
 
@@ -377,9 +389,16 @@ class RetellClient:
 
     # Transport
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _request(
+        self, method: str, path: str, *, retry_rate_limited: bool = True, **kwargs: Any
+    ) -> Any:
+        def retryable(error: BaseException) -> bool:
+            if isinstance(error, RetellRateLimitError):
+                return retry_rate_limited
+            return _is_retryable(error)
+
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_is_retryable),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(self.retry.max_attempts),
             wait=self._wait,
             sleep=self._sleep,

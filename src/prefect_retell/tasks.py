@@ -213,9 +213,17 @@ async def place_call(
     request: PhoneCallRequest,
     logger: Any,
     log_level: int = logging.INFO,
+    *,
+    retry_rate_limited: bool = True,
 ) -> PhoneCall:
-    """Create a call and log its id at `log_level`, with the number masked."""
-    call = await client.create_phone_call(request)
+    """Create a call and log its id at `log_level`, with the number masked.
+
+    With `retry_rate_limited` False, a 429 is raised at once: see
+    `RetellClient.create_phone_call`.
+    """
+    call = await client.create_phone_call(
+        request, retry_rate_limited=retry_rate_limited
+    )
     logger.log(
         log_level,
         "Created call %s to %s",

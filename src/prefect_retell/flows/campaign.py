@@ -7,6 +7,7 @@ import collections
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -1247,6 +1248,29 @@ class _Dialler:
         """
         await self.slots.acquire()
         try:
+            call = await self._create_in_turn(contact, attempt)
+            if call is None or isinstance(call, ContactResult):
+                return call
+            if attempt == 1:
+                self.placed += 1
+            if self.plan.monitor == "none":
+                return call
+            return await self._follow(contact, call, attempt)
+        finally:
+            await self.slots.release()
+
+    async def _create_in_turn(
+        self, contact: Contact, attempt: int
+    ) -> PhoneCall | ContactResult | None:
+        """Create the call in a turn of the pacer; None if its window closed.
+
+        A create that Retell refuses with 429 (its calls per second or the
+        account's concurrency) waits the backoff, then a turn of its own again,
+        rather than being sent again by the client outside the pacing, where at
+        full CPS it would be refused once more and take another call's place.
+        """
+        policy = self.client.retry
+        for refused in itertools.count():
             turn = await self.rotation.turn(self._numbers_for(contact))
             if not self._callable_now(contact):
                 # The window closed while this call waited for its turn: the turn
@@ -1259,19 +1283,31 @@ class _Dialler:
             turn.leaving()
             try:
                 call = await self._create(contact, request)
+            except RetellRateLimitError as exc:
+                if refused + 1 >= policy.max_attempts:
+                    return _unplaced(
+                        contact,
+                        "failed",
+                        f"{exc}; refused {refused + 1} times, in as many turns",
+                    )
+                pause = policy.wait_seconds(refused, exc)
+                why = exc.retell_message or f"HTTP {exc.status_code}"
+            else:
+                if isinstance(call, PhoneCall):
+                    self._placed_at[call.call_id] = placed_at
+                return call
             finally:
                 # The pacer holds the next calls until this one is answered.
                 turn.answered()
-            if isinstance(call, ContactResult):
-                return call
-            self._placed_at[call.call_id] = placed_at
-            if attempt == 1:
-                self.placed += 1
-            if self.plan.monitor == "none":
-                return call
-            return await self._follow(contact, call, attempt)
-        finally:
-            await self.slots.release()
+            self.logger.warning(
+                "Retell refused the call to %s for now (%s); it waits %.1f s, then "
+                "for a turn of its own",
+                mask_phone_number(contact.to_number),
+                why,
+                pause,
+            )
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
 
     async def _follow(
         self, contact: Contact, call: PhoneCall, attempt: int
@@ -1321,7 +1357,11 @@ class _Dialler:
     ) -> PhoneCall | ContactResult:
         try:
             call = await place_call(
-                self.client, request, self.logger, self.plan.call_log_level
+                self.client,
+                request,
+                self.logger,
+                self.plan.call_log_level,
+                retry_rate_limited=False,
             )
             return self._check_replay(contact, request, call)
         except RetellAuthenticationError:
@@ -1331,8 +1371,8 @@ class _Dialler:
             if found is not None:
                 return found
             return _unplaced(contact, "unknown", f"{exc}; no call was found for it")
-        except RetellRateLimitError as exc:
-            return _unplaced(contact, "failed", f"{exc}; gave up after retries")
+        except RetellRateLimitError:
+            raise  # Sent again in a turn of its own: see _create_in_turn.
         except RetellValidationError as exc:
             if self.rules.honor_internal_dnc and _is_dnc_refusal(exc):
                 return _unplaced(
