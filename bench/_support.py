@@ -108,6 +108,31 @@ class Sandbox:
         return response.json()
 
 
+@contextlib.contextmanager
+def webhook_receiver(api_key: str = SANDBOX_KEY) -> Iterator[str]:
+    """Serve the project's webhook receiver in this process; yield its URL.
+
+    It sends the call events to the Prefect API the flows of this process use:
+    PREFECT_API_URL when set, else Prefect's embedded server, started here if no
+    flow started it yet (Prefect keeps one per process, so flows and event
+    subscriptions reach the same one).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    from prefect_retell.receiver import WebhookReceiverServer, create_webhook_app
+
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        embedded = SubprocessASGIServer()
+        embedded.start()
+        api_url = embedded.api_url
+    app = create_webhook_app(api_key, prefect_api_url=api_url)
+    with WebhookReceiverServer(app, host="127.0.0.1") as server:
+        yield server.url
+
+
 def api_requests(stats: dict[str, Any]) -> dict[str, int]:
     """Requests to Retell's routes by route, from the sandbox's stats."""
     return dict(stats["requests"])

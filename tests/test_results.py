@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from prefect_retell.results import CallAttempt, CampaignResult, ContactResult
@@ -142,3 +143,19 @@ def test_table_row_has_attempts_next_call_and_time_zone():
         "2026-03-09T13:00:00+00:00",
         "America/New_York",
     )
+
+
+def test_artifact_table_keeps_the_first_rows_that_fit_in_the_budget():
+    """Rows are kept in order while the table, as Prefect's event holds it, fits."""
+    rows = [
+        ContactResult(row=n, outcome="rejected", raw_phone="x", reason="r" * n)
+        for n in range(1, 41)
+    ]
+    full = _result(*rows).table(mask_numbers=True)
+    budget = len(json.dumps(json.dumps(full[:17])))
+
+    kept, left_out = _result(*rows).artifact_table(max_bytes=budget)
+    everything, none_left = _result(*rows).artifact_table(max_bytes=10**9)
+
+    assert (kept, left_out) == (full[:17], 23)
+    assert (everything, none_left) == (full, 0)

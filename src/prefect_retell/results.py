@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from prefect_retell.models import FAILED_DISCONNECTION_REASONS, PhoneCall
 from prefect_retell.privacy import mask_phone_number
 
 __all__ = [
+    "ARTIFACT_TABLE_MAX_BYTES",
     "CallAttempt",
     "CampaignResult",
     "ContactResult",
@@ -34,6 +36,20 @@ RowOutcome = Literal[
     # end; either way not dialled again
     "unknown",
 ]
+
+ARTIFACT_TABLE_MAX_BYTES = 500_000
+"""How large the results table artifact may grow, in bytes of Prefect's event.
+
+Prefect's server refuses to publish an event larger than
+PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES (1,500,000 by default) and logs
+"Refusing to publish event of size ..."; the event that announces an artifact
+carries its data as a JSON string inside the event's JSON, so the table is
+measured that way. A third of the default leaves room for the rest of the event
+and for a server configured lower. 10,000 rows made an event of about 4 MB.
+
+Shortcoming: the budget is fixed, not read from the server, so a server whose
+maximum is set below about 510,000 bytes still refuses the table's event.
+"""
 
 
 class CallAttempt(BaseModel):
@@ -205,6 +221,34 @@ class CampaignResult(BaseModel):
         """One flat record per row, for a table artifact or a file."""
         return [row.as_row(mask_numbers=mask_numbers) for row in self.rows]
 
+    def artifact_table(
+        self, max_bytes: int | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The masked table's first rows that fit in an artifact, and how many did not.
+
+        Rows are kept in input order up to the first one that would take the
+        table past `max_bytes` as Prefect's artifact event holds it, so the table
+        always shows rows 1 to n of the result and nothing further.
+
+        Args:
+            max_bytes: The budget; None reads `ARTIFACT_TABLE_MAX_BYTES` at call
+                time.
+
+        Returns:
+            The records kept, and the count of rows left out.
+        """
+        budget = ARTIFACT_TABLE_MAX_BYTES if max_bytes is None else max_bytes
+        records = self.table(mask_numbers=True)
+        size = _event_size([])
+        for kept, record in enumerate(records):
+            # json.dumps joins records with ", ", and escaping works character
+            # by character, so each record adds its own escaped size and the
+            # separator's two bytes.
+            size += _event_size(record) - 2 + (2 if kept else 0)
+            if size > budget:
+                return records[:kept], len(records) - kept
+        return records, 0
+
     def summary_markdown(self) -> str:
         """A short report: counts by outcome, status and reason, time and cost."""
         seconds = (self.finished_at - self.started_at).total_seconds()
@@ -272,6 +316,11 @@ def _count_table(title: str, unit: str, counts: dict[str, int]) -> list[str]:
         return []
     rows = [f"| {key} | {value} |" for key, value in sorted(counts.items())]
     return [f"| {title} | {unit} |", "|---|---:|", *rows, ""]
+
+
+def _event_size(value: object) -> int:
+    """Bytes `value` takes in a Prefect event: JSON, held as a JSON string."""
+    return len(json.dumps(json.dumps(value)))
 
 
 def _moment(moment: datetime | None) -> str:

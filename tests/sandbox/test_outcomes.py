@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from prefect_retell.sandbox import Outcome, Sandbox, SandboxConfig
+from prefect_retell.sandbox.errors import ApiError
 from prefect_retell.sandbox.outcomes import default_outcome, plan_call
 
 
@@ -124,3 +125,37 @@ def test_default_reasons_per_kind():
         clock.now += 10
         call = sandbox.get_call(call_id)
         assert (call["call_status"], call["disconnection_reason"]) == final, kind
+
+
+def test_live_count_follows_each_call_end_in_any_order():
+    """Calls leave the live count at their own end, not in the order placed."""
+    clock = FakeClock()
+    start = clock.now
+    sandbox = Sandbox(SandboxConfig(time_scale=1.0, concurrency_limit=3), clock=clock)
+    plans = {
+        "+14155550171": Outcome(kind="answered", ring_seconds=1, talk_seconds=10),
+        "+14155550172": Outcome(kind="no_answer", ring_seconds=2),
+        "+14155550173": Outcome(kind="stuck_registered"),
+    }
+    call_ids = []
+    for number, outcome in plans.items():
+        sandbox.set_outcome(number, outcome)
+        body = {"from_number": "+16505550100", "to_number": number}
+        call_ids.append(sandbox.create_call(body)["call_id"])
+    with pytest.raises(ApiError) as refused:
+        sandbox.create_call(
+            {"from_number": "+16505550100", "to_number": "+14155550174"}
+        )
+
+    def live_at(elapsed: float) -> tuple[int, int]:
+        clock.now = start + elapsed
+        current = sandbox.concurrency()["current_concurrency"]
+        return current, sandbox.stats()["live_calls"]
+
+    counts = [live_at(1.999), live_at(2.0)]
+    sandbox.stop_call(call_ids[2])
+    counts += [live_at(10.999), live_at(11.0)]
+
+    assert refused.value.status == 429
+    assert counts == [(3, 3), (2, 2), (1, 1), (0, 0)]
+    assert sandbox.stats()["max_live_calls"] == 3

@@ -1737,15 +1737,34 @@ async def _publish(result: CampaignResult, plan: _Plan) -> None:
             f"**Shard {plan.shard} of {plan.shard_count}**: the rows of this "
             "shard's share of the list.\n\n" + markdown
         )
+    # Prefect refuses to publish the event of a table of some thousands of rows,
+    # so a large campaign's table shows its first rows and says where the rest are.
+    table, left_out = result.artifact_table()
+    description = f"One row per contact of campaign {result.campaign_id}{shard}."
+    if left_out:
+        note = _left_out_note(len(table), left_out)
+        description += " " + note
+        markdown += "\n" + note + "\n"
+        get_run_logger().info("Results table artifact: %s", note)
     await acreate_table_artifact(
         key="retell-campaign-results" + _shard_suffix(plan),
-        table=result.table(mask_numbers=True),
-        description=f"One row per contact of campaign {result.campaign_id}{shard}.",
+        table=table,
+        description=description,
     )
     await acreate_markdown_artifact(
         key="retell-campaign-summary" + _shard_suffix(plan),
         markdown=markdown,
         description=f"Summary of campaign {result.campaign_id}{shard}.",
+    )
+
+
+def _left_out_note(shown: int, left_out: int) -> str:
+    return (
+        f"The results table shows the first {shown} of {shown + left_out} rows; "
+        f"{left_out} are left out to keep the artifact within the size Prefect "
+        "publishes. Every row is in the flow run's return value (the "
+        "CampaignResult's rows) and in the file `prefect-retell campaign "
+        "--results` writes."
     )
 
 

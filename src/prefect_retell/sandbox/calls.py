@@ -131,6 +131,21 @@ def phase_at(call: CallRecord, now: float) -> Phase:
     return before
 
 
+def live_until(call: CallRecord) -> float:
+    """Return the real epoch second from which `call` is no longer live.
+
+    A call not stopped is live (registered or ongoing) at `now` exactly when `now`
+    is before this moment, so the sandbox can keep its live calls ordered by it
+    instead of asking every call its phase on each create. A call stuck live
+    until stop-call answers math.inf.
+
+    Args:
+        call: The call, not stopped.
+    """
+    final = phase_at(call, math.inf)
+    return math.inf if final.end is None else final.end
+
+
 def webhook_times(call: CallRecord) -> list[tuple[str, float]]:
     """Return the webhook events `call` will have, each with its real epoch second.
 
