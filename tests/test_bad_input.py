@@ -401,3 +401,31 @@ async def test_campaign_reports_every_bad_row_and_dials_the_rest(
         "+14155550131",
         "+14155550133",
     ]
+
+
+async def test_campaign_repeat_of_a_suppressed_row_says_neither_is_dialled(
+    prefect_server, sandbox, tmp_path
+):
+    """A row repeating a do-not-call row is not said to be 'dialled instead'."""
+    contacts = write(tmp_path, "Phone,Name\n415-555-0184,Ada\n(415) 555-0184,Bo\n")
+    dnc = write(tmp_path, "+14155550184\n", "dnc.txt")
+
+    run = await run_campaign(
+        sandbox, contacts=str(contacts), from_number=TWILIO, suppression_file=str(dnc)
+    )
+
+    outcomes = [(row.row, row.outcome, row.reason) for row in run.result.rows]
+    assert outcomes == [
+        (
+            1,
+            "suppressed",
+            "on the do-not-call list (suppression file 'dnc.txt'); not dialled",
+        ),
+        (
+            2,
+            "duplicate",
+            "same number as row 1, which is on the do-not-call list; "
+            "neither row is dialled; differing columns: name",
+        ),
+    ]
+    assert run.stats["calls"] == []
