@@ -246,6 +246,22 @@ def test_letters_in_a_number_are_named_not_keypad_converted(tmp_path):
     assert dialled(result) == ["+14155550123"]
 
 
+@pytest.mark.parametrize("cell", ["-4155550103", "- 415 555 0103", "\u22124155550103"])
+def test_leading_minus_sign_is_rejected_not_dialled(tmp_path, cell):
+    """`-4155550103` reads like a negative number: rejected, naming its row."""
+    rows = [["Phone", "Name"], ["415-555-0102", "Ada"], [cell, "Bo"]]
+    result = load_contacts(write(tmp_path, csv_text(rows)))
+    assert [(r.row, r.raw_phone, r.reason) for r in result.rejected] == [
+        (
+            2,
+            cell,
+            f"starts with a minus sign {cell[0]!r}, as a negative number does; a "
+            "phone number has no sign: remove it if the digits are right",
+        )
+    ]
+    assert dialled(result) == ["+14155550102"]
+
+
 # --- rows given as Python mappings -----------------------------------------------
 
 

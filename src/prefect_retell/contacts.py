@@ -124,6 +124,7 @@ _SPREADSHEET_ERRORS = frozenset(
     | {"#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!"}
 )
 _PUNCTUATION = frozenset("+-./()\u2010\u2011\u2012\u2013\u2014\u2212")
+_MINUS_SIGNS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212")
 # Longer international numbers do not exist (E.164 allows 15 digits).
 _MAX_EXPANDED_DIGITS = 17
 
@@ -305,8 +306,9 @@ def normalize_phone(raw: str, default_region: str = "US") -> NormalizedPhone:
     Rejected: empty cells and placeholders (N/A, none, null, -); any other
     spreadsheet formula (`=A1*2`, `+SUM(A1)`, `@cmd`; a `+` before digits is a
     number) and error values such as `#REF!`; letters anywhere else (never turned
-    into keypad digits); scientific notation that lost digits; anything
-    `phonenumbers.is_valid_number` does not accept.
+    into keypad digits); a leading minus sign (`-4155550123`, a negative number
+    or a typo, which phonenumbers would skip); scientific notation that lost
+    digits; anything `phonenumbers.is_valid_number` does not accept.
 
     Args:
         raw: the cell as read.
@@ -484,6 +486,14 @@ def _character_problem(text: str) -> str | None:
         return f"contains characters that are not part of a phone number: {named}"
     if not any(c.isdecimal() for c in text):
         return _NO_NUMBER
+    if text[:1] in _MINUS_SIGNS:
+        # phonenumbers skips a leading '-' and dials the rest; but a sign means
+        # the cell went through a number (a negative value) or was mistyped, and
+        # which digits were meant is then unsure, so the row is refused.
+        return (
+            f"starts with a minus sign {text[0]!r}, as a negative number does; a "
+            "phone number has no sign: remove it if the digits are right"
+        )
     if "+" in text.lstrip("+") or text.count("+") > 1:
         return "has a '+' that is not at the start of the number"
     return None
