@@ -82,6 +82,20 @@ def test_header_followed_by_blank_lines_is_refused_as_header_only(tmp_path):
     assert refused(path) == "contact file 'contacts.csv' has a header but no data rows"
 
 
+@pytest.mark.parametrize("line", ["   ", " \t ", '"  "'])
+def test_header_and_a_line_of_spaces_is_refused_as_header_only(tmp_path, line):
+    """A data line of only spaces or tabs is blank: no data rows."""
+    path = write(tmp_path, f"Phone,Name\r\n{line}\r\n")
+    assert refused(path) == "contact file 'contacts.csv' has a header but no data rows"
+
+
+def test_line_of_spaces_between_rows_is_skipped_like_a_blank_line(tmp_path):
+    """A line of spaces among rows is skipped and warned about, not rejected."""
+    result = load_contacts(write(tmp_path, "Phone\n415-555-0123\n   \n212-555-0123\n"))
+    assert (dialled(result), result.rejected) == (["+14155550123", "+12125550123"], [])
+    assert (result.total_rows, result.warnings) == (2, ["blank lines skipped: row 2"])
+
+
 def test_utf16_without_byte_order_mark_is_refused(tmp_path):
     """UTF-16 without a BOM is refused by its NUL bytes, with what to do."""
     path = write(tmp_path, "Phone,Name\n415-555-0123,Ada\n".encode("utf-16-le"))

@@ -690,12 +690,24 @@ def _csv_records(text: str, delimiter: str, path: Path) -> Iterator[list[str]]:
         csv.field_size_limit(_FIELD_SIZE_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        yield from reader
+        for record in reader:
+            yield [] if _spaces_only(record) else record
     except csv.Error as exc:
         raise ContactsError(
             f"contact file '{path}' is not readable as CSV near line "
             f"{reader.line_num}: {exc}"
         ) from exc
+
+
+def _spaces_only(record: list[str]) -> bool:
+    """Whether a record is a line of spaces or tabs and no delimiter.
+
+    Such a line holds nothing, like a blank one, and is read as one: a file whose
+    only data line is spaces has a header but no data rows. A line of delimiters
+    (`,,`) is a row of empty cells instead, and so is `""`, which is how the csv
+    module writes a row of one empty cell; both are rejected as empty rows.
+    """
+    return len(record) == 1 and record[0] != "" and not record[0].strip()
 
 
 def _first_record(records: Iterator[list[str]]) -> list[str] | None:
