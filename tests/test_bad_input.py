@@ -151,6 +151,42 @@ def test_cp1252_file_loads_with_warning_naming_the_first_byte(tmp_path):
     assert result.contacts[1].variables == {"name": "Jürgen"}
 
 
+def test_repeated_phone_column_is_warned_about_naming_the_one_dialled(tmp_path):
+    """`Phone,Name,Name,Phone`: column 1 is dialled, and the warnings say so."""
+    text = "Phone,Name,Name,Phone\n415-555-0123,Ada,Lovelace,415-555-0199\n"
+    result = load_contacts(write(tmp_path, text))
+    assert result.warnings == [
+        "2 columns could hold the number to dial, 'Phone' (column 1) and 'Phone' "
+        "(column 4): column 1 is dialled; column 4 is kept as variable 'phone' and "
+        "not dialled. To dial another, name it with phone_column (--phone-column on "
+        "the command line) or rename the columns",
+        "'Name' (column 2) and 'Name' (column 3) give the same variable name "
+        "'name': they are sent as 'name' and 'name_2'",
+    ]
+    assert dialled(result) == ["+14155550123"]
+    assert result.contacts[0].variables["phone"] == "415-555-0199"
+
+
+def test_mobile_and_phone_columns_are_warned_about_naming_the_one_dialled(tmp_path):
+    """`Mobile,Phone`: Phone outranks Mobile, and a warning names both."""
+    text = "Mobile,Phone,Name\n415-555-0123,415-555-0124,Ada\n"
+    result = load_contacts(write(tmp_path, text))
+    assert result.warnings == [
+        "2 columns could hold the number to dial, 'Mobile' (column 1) and 'Phone' "
+        "(column 2): column 2 is dialled; column 1 is kept as variable 'mobile' and "
+        "not dialled. To dial another, name it with phone_column (--phone-column on "
+        "the command line) or rename the columns"
+    ]
+    assert dialled(result) == ["+14155550124"]
+
+
+def test_phone_column_named_by_the_caller_leaves_other_phone_names_alone(tmp_path):
+    """With phone_column="Mobile" the choice is the caller's: no warning."""
+    text = "Mobile,Phone,Name\n415-555-0123,415-555-0124,Ada\n"
+    result = load_contacts(write(tmp_path, text), phone_column="Mobile")
+    assert (dialled(result), result.warnings) == (["+14155550123"], [])
+
+
 # --- rows rejected, the others kept -----------------------------------------------
 
 

@@ -813,7 +813,8 @@ def _build(table: _Table, phone_column: str | None, region: str) -> ContactList:
         raise ContactsError(
             f"contact file '{table.source}' has a header but no data rows"
         )
-    return builder.result(table.source, table.warnings)
+    warnings = _header_warnings(headers, phone_index, builder.columns, phone_column)
+    return builder.result(table.source, table.warnings + warnings)
 
 
 def _phone_index(headers: list[str], wanted: str | None, source: str) -> int:
@@ -878,6 +879,70 @@ def _variable_columns(headers: list[str], phone_index: int) -> list[_Column]:
         columns.append(_Column(index, key, name))
         keys.add(key)
     return columns
+
+
+def _header_warnings(
+    headers: list[str], phone_index: int, columns: list[_Column], wanted: str | None
+) -> list[str]:
+    """Say which column is dialled when several could be, and which names clash."""
+    warnings = [_other_phone_columns(headers, phone_index, columns, wanted)]
+    groups: dict[str, list[_Column]] = {}
+    for column in columns:
+        base = to_variable_name(headers[column.index])
+        if base:
+            groups.setdefault(base, []).append(column)
+    warnings += [
+        f"{_and(_column_label(headers, c.index) for c in group)} give the same "
+        f"variable name {base!r}: they are sent as "
+        f"{_and(repr(c.name) for c in group)}"
+        for base, group in groups.items()
+        if len(group) > 1
+    ]
+    return [warning for warning in warnings if warning]
+
+
+def _other_phone_columns(
+    headers: list[str], phone_index: int, columns: list[_Column], wanted: str | None
+) -> str:
+    """A warning naming the columns besides the phone column that may hold numbers.
+
+    Those are columns with the phone column's own name (`Phone,Name,Phone`) and,
+    unless the caller named the phone column, any other phone-like name
+    (`Mobile,Phone`): only one column is dialled, and the user should know which.
+    """
+    keys = [_header_key(header) for header in headers]
+    others = [
+        column
+        for column in columns
+        if keys[column.index] == keys[phone_index]
+        or (wanted is None and keys[column.index] in PHONE_HEADER_ALIASES)
+    ]
+    if not others:
+        return ""
+    indexes = sorted([phone_index, *(column.index for column in others)])
+    numbers = _and(str(column.index + 1) for column in others)
+    plural = "s" if len(others) > 1 else ""
+    verb = "are" if len(others) > 1 else "is"
+    return (
+        f"{len(indexes)} columns could hold the number to dial, "
+        f"{_and(_column_label(headers, index) for index in indexes)}: column "
+        f"{phone_index + 1} is dialled; column{plural} {numbers} {verb} kept as "
+        f"variable{plural} {_and(repr(column.name) for column in others)} and not "
+        "dialled. To dial another, name it with phone_column (--phone-column on "
+        "the command line) or rename the columns"
+    )
+
+
+def _column_label(headers: list[str], index: int) -> str:
+    if index < len(headers) and headers[index]:
+        return f"{headers[index]!r} (column {index + 1})"
+    return f"column {index + 1}"
+
+
+def _and(items: Iterable[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]]))
 
 
 class _Builder:
