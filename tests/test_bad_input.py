@@ -125,6 +125,38 @@ def test_unknown_encoding_name_is_refused_naming_the_file(tmp_path):
     )
 
 
+@pytest.mark.parametrize("after", ["415-555-0102,Bo\n", "N/A,Bo\n,Cy\n"])
+def test_quote_never_closed_refuses_the_file_naming_row_line_column(tmp_path, after):
+    """`415-555-0101,"Ada` would take in every later row: the file is refused."""
+    path = write(tmp_path, f'Phone,Name\n415-555-0123,Ann\n415-555-0101,"Ada\n{after}')
+    last = 3 + after.count("\n")
+    lines = "line 4" if last == 4 else f"lines 4 to {last}"
+    verb = "is" if last == 4 else "are"
+    assert refused(path) == (
+        "contact file 'contacts.csv' has a double quote that is never closed: row 2 "
+        f"opens it in 'Name' (column 2) on line 3, so {lines}, to the end of the "
+        f"file, {verb} read into that one cell and the rows there cannot be told "
+        "apart. Close or remove the quote and load the file again"
+    )
+
+
+def test_quote_never_closed_over_blank_lines_only_is_read(tmp_path):
+    """A quote left open over trailing blank lines leaves no doubt: row dialled."""
+    result = load_contacts(write(tmp_path, 'Phone,Name\n415-555-0101,"Ada\n\n\n'))
+    assert dialled(result) == ["+14155550101"]
+    assert result.contacts[0].variables == {"name": "Ada"}
+
+
+def test_stray_quote_in_the_header_is_refused(tmp_path):
+    """`Phone,"Name` would read the rows into the header: the file is refused."""
+    path = write(tmp_path, 'Phone,"Name\n415-555-0101,Ada\n415-555-0102,Bo\n')
+    assert refused(path) == (
+        "contact file 'contacts.csv' has a stray double quote in its header: it "
+        "opens column 2 on line 1 and is never closed, so lines 2 to 3 are read as "
+        "part of the header. Close or remove the quote and load the file again"
+    )
+
+
 def test_list_without_phone_column_says_none_found():
     """Rows given as mappings with no columns at all: 'columns found: none'."""
     with pytest.raises(ContactsError) as caught:
@@ -206,6 +238,45 @@ def test_row_with_other_delimiter_is_rejected_as_mixed_delimiters(tmp_path):
         "with their text kept"
     ]
     assert dialled(result) == ["+14155550123", "+14155550125"]
+
+
+STRAY_QUOTE_CLOSED_LATER = (
+    "Phone,Name\n"
+    '415-555-0101,"Ada\n'
+    "415-555-0102,Bo\n"
+    '415-555-0103,Cy"\n'
+    "415-555-0104,Di\n"
+)
+
+
+def test_stray_quote_closed_later_rejects_each_row_it_takes_in(tmp_path):
+    """Rows read into a stray quote's cell are each rejected; later rows load."""
+    result = load_contacts(write(tmp_path, STRAY_QUOTE_CLOSED_LATER))
+    inside = (
+        "inside the double quote that row 1 opens in 'Name' (column 2) and that "
+        "closes only on line 4; not dialled: close or remove that quote"
+    )
+    assert [(r.row, r.raw_phone, r.reason) for r in result.rejected] == [
+        (
+            1,
+            "415-555-0101",
+            "opens a double quote in 'Name' (column 2) that closes only on line 4, "
+            "taking in the rows up to it; not dialled: close or remove the quote",
+        ),
+        (2, "415-555-0102", inside),
+        (3, "415-555-0103", inside),
+    ]
+    assert [r.variables for r in result.rejected] == [
+        {"name": "Ada"},
+        {"name": "Bo"},
+        {"name": 'Cy"'},
+    ]
+    assert result.warnings == [
+        "a stray double quote: row 1 opens one in 'Name' (column 2) on line 2 that "
+        "closes only on line 4; rows 1 to 3 are rejected, with their text kept. "
+        "Close or remove the quote and load the file again"
+    ]
+    assert (dialled(result), sorted(by_row(result))) == (["+14155550104"], [1, 2, 3, 4])
 
 
 def test_excel_text_formula_is_read_with_a_warning(tmp_path):
@@ -495,3 +566,23 @@ async def test_campaign_repeat_of_a_suppressed_row_says_neither_is_dialled(
         ),
     ]
     assert run.stats["calls"] == []
+
+
+async def test_campaign_reports_every_row_a_stray_quote_took_in(
+    prefect_server, sandbox, tmp_path
+):
+    """Each row inside a stray quote comes back rejected; only row 4 is dialled."""
+    path = write(tmp_path, STRAY_QUOTE_CLOSED_LATER)
+
+    run = await run_campaign(sandbox, contacts=str(path), from_number=TWILIO)
+
+    outcomes = [(row.row, row.outcome) for row in run.result.rows]
+    assert outcomes == [
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "called"),
+    ]
+    assert run.row(2).reason.startswith("inside the double quote that row 1 opens")
+    assert [call["to_number"] for call in run.stats["calls"]] == ["+14155550104"]
+    assert run.result.warnings[0].startswith("a stray double quote: row 1 opens")

@@ -514,6 +514,27 @@ def test_repeated_and_empty_headers_get_distinct_names(tmp_path):
     }
 
 
+def test_quoted_cells_with_line_breaks_stay_one_cell(tmp_path):
+    """A note or header with line breaks in quotes is one cell, not a stray quote."""
+    text = (
+        'Phone,"First\nName",Note\n'
+        '415-555-0123,Ada,"Called, no answer\nRetry Tuesday, 415-555-0199"\n'
+        "415-555-0124,Bo,\n"
+    )
+    result = load_contacts(write(tmp_path, text))
+    assert [(c.row, c.variables) for c in result.contacts] == [
+        (
+            1,
+            {
+                "first_name": "Ada",
+                "note": "Called, no answer\nRetry Tuesday, 415-555-0199",
+            },
+        ),
+        (2, {"first_name": "Bo", "note": ""}),
+    ]
+    assert (result.rejected, result.warnings) == ([], [])
+
+
 def test_short_rows_get_empty_strings(tmp_path):
     """Missing trailing cells become "" rather than failing the row."""
     result = load_contacts(write(tmp_path, "Phone,Name,City\n415-555-0123\n"))
