@@ -1124,7 +1124,8 @@ def _header_warnings(
     groups: dict[str, list[_Column]] = {}
     for column in columns:
         base = to_variable_name(headers[column.index])
-        if base:
+        # A header that is a number (no header row) would put it in a log line.
+        if base and not _looks_like_number(headers[column.index]):
             groups.setdefault(base, []).append(column)
     warnings += [
         f"{_and(_column_label(headers, c.index) for c in group)} give the same "
@@ -1145,6 +1146,8 @@ def _other_phone_columns(
     unless the caller named the phone column, any other phone-like name
     (`Mobile,Phone`): only one column is dialled, and the user should know which.
     """
+    if _looks_like_number(headers[phone_index]):
+        return ""  # no header row; its variable names would show the number
     keys = [_header_key(header) for header in headers]
     others = [
         column
@@ -1169,9 +1172,14 @@ def _other_phone_columns(
 
 
 def _column_label(headers: list[str], index: int) -> str:
-    if index < len(headers) and headers[index]:
-        return f"{headers[index]!r} (column {index + 1})"
-    return f"column {index + 1}"
+    """A column for a message, which may be logged: a header that is a number
+    (a file without a header row) is masked."""
+    if index >= len(headers) or not headers[index]:
+        return f"column {index + 1}"
+    header = headers[index]
+    if _looks_like_number(header):
+        header = mask_phone_number(header, always=True)
+    return f"{header!r} (column {index + 1})"
 
 
 def _and(items: Iterable[str]) -> str:
