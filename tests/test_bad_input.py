@@ -155,6 +155,12 @@ def test_stray_quote_in_the_header_is_refused(tmp_path):
         "opens column 2 on line 1 and is never closed, so lines 2 to 3 are read as "
         "part of the header. Close or remove the quote and load the file again"
     )
+    path = write(tmp_path, 'Phone,"Name\n415-555-0101,Ada"\n415-555-0102,Bo\n')
+    assert refused(path) == (
+        "contact file 'contacts.csv' has a stray double quote in its header: it "
+        "opens column 2 on line 1 and closes only on line 2, so line 2 is read as "
+        "part of the header. Close or remove the quote and load the file again"
+    )
 
 
 def test_list_without_phone_column_says_none_found():

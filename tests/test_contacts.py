@@ -517,7 +517,7 @@ def test_repeated_and_empty_headers_get_distinct_names(tmp_path):
 def test_quoted_cells_with_line_breaks_stay_one_cell(tmp_path):
     """A note or header with line breaks in quotes is one cell, not a stray quote."""
     text = (
-        'Phone,"First\nName",Note\n'
+        'Phone,"First,\nName",Note\n'
         '415-555-0123,Ada,"Called, no answer\nRetry Tuesday, 415-555-0199"\n'
         "415-555-0124,Bo,\n"
     )

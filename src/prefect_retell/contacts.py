@@ -835,12 +835,19 @@ def _check_header_quotes(header: _Record, delimiter: str, path: Path) -> None:
     """Refuse a header whose quoted name takes in lines that look like rows.
 
     A name may hold a line break ("First\\nName" from a spreadsheet); a name that
-    takes in a delimiter or runs to the end of the file is a stray quote, and the
-    columns can no longer be known.
+    runs to the end of the file, or takes in a line with a cell that looks like a
+    phone number, is a stray quote, and the columns can no longer be known.
     """
     for quote in _quotes_across_lines(header.lines, delimiter):
-        text = "".join(_swallowed(header.lines, quote))
-        if quote.closes is None or delimiter in text:
+        taken = _swallowed(header.lines, quote)
+        if any(text.strip() for text in taken) and (
+            quote.closes is None
+            or any(
+                _looks_like_number(cell)
+                for text in taken
+                for cell in _split_line(text, delimiter)
+            )
+        ):
             last = header.line + (
                 len(header.lines) - 1 if quote.closes is None else quote.closes
             )
