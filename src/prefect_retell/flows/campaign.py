@@ -1658,8 +1658,8 @@ _KEPT_ROW_FATES = {
     "unknown": "whose call may have been placed; this row is not dialled",
     "suppressed": "which is on the do-not-call list; neither row is dialled",
     "rejected": "which is rejected; neither row is dialled",
-    "waiting": "which waits for its calling window; this row is not dialled apart",
-    "failed": "whose call Retell refused to place; this row is not dialled apart",
+    "waiting": "which waits for its calling window; this row is not dialled separately",
+    "failed": "whose call Retell refused to place; this row is not dialled separately",
 }
 
 
