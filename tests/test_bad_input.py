@@ -82,6 +82,20 @@ def test_header_followed_by_blank_lines_is_refused_as_header_only(tmp_path):
     assert refused(path) == "contact file 'contacts.csv' has a header but no data rows"
 
 
+@pytest.mark.parametrize("line", ["   ", " \t ", '"  "'])
+def test_header_and_a_line_of_spaces_is_refused_as_header_only(tmp_path, line):
+    """A data line of only spaces or tabs is blank: no data rows."""
+    path = write(tmp_path, f"Phone,Name\r\n{line}\r\n")
+    assert refused(path) == "contact file 'contacts.csv' has a header but no data rows"
+
+
+def test_line_of_spaces_between_rows_is_skipped_like_a_blank_line(tmp_path):
+    """A line of spaces among rows is skipped and warned about, not rejected."""
+    result = load_contacts(write(tmp_path, "Phone\n415-555-0123\n   \n212-555-0123\n"))
+    assert (dialled(result), result.rejected) == (["+14155550123", "+12125550123"], [])
+    assert (result.total_rows, result.warnings) == (2, ["blank lines skipped: row 2"])
+
+
 def test_utf16_without_byte_order_mark_is_refused(tmp_path):
     """UTF-16 without a BOM is refused by its NUL bytes, with what to do."""
     path = write(tmp_path, "Phone,Name\n415-555-0123,Ada\n".encode("utf-16-le"))
@@ -111,6 +125,44 @@ def test_unknown_encoding_name_is_refused_naming_the_file(tmp_path):
     )
 
 
+@pytest.mark.parametrize("after", ["415-555-0102,Bo\n", "N/A,Bo\n,Cy\n"])
+def test_quote_never_closed_refuses_the_file_naming_row_line_column(tmp_path, after):
+    """`415-555-0101,"Ada` would take in every later row: the file is refused."""
+    path = write(tmp_path, f'Phone,Name\n415-555-0123,Ann\n415-555-0101,"Ada\n{after}')
+    last = 3 + after.count("\n")
+    lines = "line 4" if last == 4 else f"lines 4 to {last}"
+    verb = "is" if last == 4 else "are"
+    assert refused(path) == (
+        "contact file 'contacts.csv' has a double quote that is never closed: row 2 "
+        f"opens it in 'Name' (column 2) on line 3, so {lines}, to the end of the "
+        f"file, {verb} read into that one cell and the rows there cannot be told "
+        "apart. Close or remove the quote and load the file again"
+    )
+
+
+def test_quote_never_closed_over_blank_lines_only_is_read(tmp_path):
+    """A quote left open over trailing blank lines leaves no doubt: row dialled."""
+    result = load_contacts(write(tmp_path, 'Phone,Name\n415-555-0101,"Ada\n\n\n'))
+    assert dialled(result) == ["+14155550101"]
+    assert result.contacts[0].variables == {"name": "Ada"}
+
+
+def test_stray_quote_in_the_header_is_refused(tmp_path):
+    """`Phone,"Name` would read the rows into the header: the file is refused."""
+    path = write(tmp_path, 'Phone,"Name\n415-555-0101,Ada\n415-555-0102,Bo\n')
+    assert refused(path) == (
+        "contact file 'contacts.csv' has a stray double quote in its header: it "
+        "opens column 2 on line 1 and is never closed, so lines 2 to 3 are read as "
+        "part of the header. Close or remove the quote and load the file again"
+    )
+    path = write(tmp_path, 'Phone,"Name\n415-555-0101,Ada"\n415-555-0102,Bo\n')
+    assert refused(path) == (
+        "contact file 'contacts.csv' has a stray double quote in its header: it "
+        "opens column 2 on line 1 and closes only on line 2, so line 2 is read as "
+        "part of the header. Close or remove the quote and load the file again"
+    )
+
+
 def test_list_without_phone_column_says_none_found():
     """Rows given as mappings with no columns at all: 'columns found: none'."""
     with pytest.raises(ContactsError) as caught:
@@ -137,6 +189,42 @@ def test_cp1252_file_loads_with_warning_naming_the_first_byte(tmp_path):
     assert result.contacts[1].variables == {"name": "Jürgen"}
 
 
+def test_repeated_phone_column_is_warned_about_naming_the_one_dialled(tmp_path):
+    """`Phone,Name,Name,Phone`: column 1 is dialled, and the warnings say so."""
+    text = "Phone,Name,Name,Phone\n415-555-0123,Ada,Lovelace,415-555-0199\n"
+    result = load_contacts(write(tmp_path, text))
+    assert result.warnings == [
+        "2 columns could hold the number to dial, 'Phone' (column 1) and 'Phone' "
+        "(column 4): column 1 is dialled; column 4 is kept as variable 'phone' and "
+        "not dialled. To dial another, name it with phone_column (--phone-column on "
+        "the command line) or rename the columns",
+        "'Name' (column 2) and 'Name' (column 3) give the same variable name "
+        "'name': they are sent as 'name' and 'name_2'",
+    ]
+    assert dialled(result) == ["+14155550123"]
+    assert result.contacts[0].variables["phone"] == "415-555-0199"
+
+
+def test_mobile_and_phone_columns_are_warned_about_naming_the_one_dialled(tmp_path):
+    """`Mobile,Phone`: Phone outranks Mobile, and a warning names both."""
+    text = "Mobile,Phone,Name\n415-555-0123,415-555-0124,Ada\n"
+    result = load_contacts(write(tmp_path, text))
+    assert result.warnings == [
+        "2 columns could hold the number to dial, 'Mobile' (column 1) and 'Phone' "
+        "(column 2): column 2 is dialled; column 1 is kept as variable 'mobile' and "
+        "not dialled. To dial another, name it with phone_column (--phone-column on "
+        "the command line) or rename the columns"
+    ]
+    assert dialled(result) == ["+14155550124"]
+
+
+def test_phone_column_named_by_the_caller_leaves_other_phone_names_alone(tmp_path):
+    """With phone_column="Mobile" the choice is the caller's: no warning."""
+    text = "Mobile,Phone,Name\n415-555-0123,415-555-0124,Ada\n"
+    result = load_contacts(write(tmp_path, text), phone_column="Mobile")
+    assert (dialled(result), result.warnings) == (["+14155550123"], [])
+
+
 # --- rows rejected, the others kept -----------------------------------------------
 
 
@@ -156,6 +244,45 @@ def test_row_with_other_delimiter_is_rejected_as_mixed_delimiters(tmp_path):
         "with their text kept"
     ]
     assert dialled(result) == ["+14155550123", "+14155550125"]
+
+
+STRAY_QUOTE_CLOSED_LATER = (
+    "Phone,Name\n"
+    '415-555-0101,"Ada\n'
+    "415-555-0102,Bo\n"
+    '415-555-0103,Cy"\n'
+    "415-555-0104,Di\n"
+)
+
+
+def test_stray_quote_closed_later_rejects_each_row_it_takes_in(tmp_path):
+    """Rows read into a stray quote's cell are each rejected; later rows load."""
+    result = load_contacts(write(tmp_path, STRAY_QUOTE_CLOSED_LATER))
+    inside = (
+        "inside the double quote that row 1 opens in 'Name' (column 2) and that "
+        "closes only on line 4; not dialled: close or remove that quote"
+    )
+    assert [(r.row, r.raw_phone, r.reason) for r in result.rejected] == [
+        (
+            1,
+            "415-555-0101",
+            "opens a double quote in 'Name' (column 2) that closes only on line 4, "
+            "taking in the rows up to it; not dialled: close or remove the quote",
+        ),
+        (2, "415-555-0102", inside),
+        (3, "415-555-0103", inside),
+    ]
+    assert [r.variables for r in result.rejected] == [
+        {"name": "Ada"},
+        {"name": "Bo"},
+        {"name": 'Cy"'},
+    ]
+    assert result.warnings == [
+        "a stray double quote: row 1 opens one in 'Name' (column 2) on line 2 that "
+        "closes only on line 4; rows 1 to 3 are rejected, with their text kept. "
+        "Close or remove the quote and load the file again"
+    ]
+    assert (dialled(result), sorted(by_row(result))) == (["+14155550104"], [1, 2, 3, 4])
 
 
 def test_excel_text_formula_is_read_with_a_warning(tmp_path):
@@ -244,6 +371,22 @@ def test_letters_in_a_number_are_named_not_keypad_converted(tmp_path):
         (1, "contains letters 'C', 'A', 'L' (letters are never read as keypad digits)")
     ]
     assert dialled(result) == ["+14155550123"]
+
+
+@pytest.mark.parametrize("cell", ["-4155550103", "- 415 555 0103", "\u22124155550103"])
+def test_leading_minus_sign_is_rejected_not_dialled(tmp_path, cell):
+    """`-4155550103` reads like a negative number: rejected, naming its row."""
+    rows = [["Phone", "Name"], ["415-555-0102", "Ada"], [cell, "Bo"]]
+    result = load_contacts(write(tmp_path, csv_text(rows)))
+    assert [(r.row, r.raw_phone, r.reason) for r in result.rejected] == [
+        (
+            2,
+            cell,
+            f"starts with a minus sign {cell[0]!r}, as a negative number does; a "
+            "phone number has no sign: remove it if the digits are right",
+        )
+    ]
+    assert dialled(result) == ["+14155550102"]
 
 
 # --- rows given as Python mappings -----------------------------------------------
@@ -401,3 +544,51 @@ async def test_campaign_reports_every_bad_row_and_dials_the_rest(
         "+14155550131",
         "+14155550133",
     ]
+
+
+async def test_campaign_repeat_of_a_suppressed_row_says_neither_is_dialled(
+    prefect_server, sandbox, tmp_path
+):
+    """A row repeating a do-not-call row is not said to be 'dialled instead'."""
+    contacts = write(tmp_path, "Phone,Name\n415-555-0184,Ada\n(415) 555-0184,Bo\n")
+    dnc = write(tmp_path, "+14155550184\n", "dnc.txt")
+
+    run = await run_campaign(
+        sandbox, contacts=str(contacts), from_number=TWILIO, suppression_file=str(dnc)
+    )
+
+    outcomes = [(row.row, row.outcome, row.reason) for row in run.result.rows]
+    assert outcomes == [
+        (
+            1,
+            "suppressed",
+            "on the do-not-call list (suppression file 'dnc.txt'); not dialled",
+        ),
+        (
+            2,
+            "duplicate",
+            "same number as row 1, which is on the do-not-call list; "
+            "neither row is dialled; differing columns: name",
+        ),
+    ]
+    assert run.stats["calls"] == []
+
+
+async def test_campaign_reports_every_row_a_stray_quote_took_in(
+    prefect_server, sandbox, tmp_path
+):
+    """Each row inside a stray quote comes back rejected; only row 4 is dialled."""
+    path = write(tmp_path, STRAY_QUOTE_CLOSED_LATER)
+
+    run = await run_campaign(sandbox, contacts=str(path), from_number=TWILIO)
+
+    outcomes = [(row.row, row.outcome) for row in run.result.rows]
+    assert outcomes == [
+        (1, "rejected"),
+        (2, "rejected"),
+        (3, "rejected"),
+        (4, "called"),
+    ]
+    assert run.row(2).reason.startswith("inside the double quote that row 1 opens")
+    assert [call["to_number"] for call in run.stats["calls"]] == ["+14155550104"]
+    assert run.result.warnings[0].startswith("a stray double quote: row 1 opens")

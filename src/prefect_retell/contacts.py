@@ -12,8 +12,8 @@ never stops the others.
     └── duplicates  a number already seen in an earlier row: not dialled again
 
 Only a problem with the file as a whole (missing, empty, header only, undecodable,
-no phone column) raises `ContactsError`. docs/bad-input.md lists every kind of bad
-input and what the user sees.
+no phone column, a double quote never closed) raises `ContactsError`.
+docs/bad-input.md lists every kind of bad input and what the user sees.
 
 Numbers are checked with `phonenumbers.is_valid_number` and written with
 `phonenumbers.format_number(..., E164)`; nothing here builds E.164 by joining strings,
@@ -124,6 +124,7 @@ _SPREADSHEET_ERRORS = frozenset(
     | {"#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!"}
 )
 _PUNCTUATION = frozenset("+-./()\u2010\u2011\u2012\u2013\u2014\u2212")
+_MINUS_SIGNS = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2212")
 # Longer international numbers do not exist (E.164 allows 15 digits).
 _MAX_EXPANDED_DIGITS = 17
 
@@ -133,9 +134,10 @@ class ContactsError(ValueError):
 
     The message names the file and what is wrong with it: it does not exist, is
     empty, has a header but no data rows, cannot be decoded (it is in neither
-    UTF-8 nor Windows-1252 and no encoding was given), or has no phone column
-    (the columns found are listed). Problems with single rows never raise; they
-    end up in `ContactList.rejected`.
+    UTF-8 nor Windows-1252 and no encoding was given), has no phone column
+    (the columns found are listed), or has a double quote that is never closed
+    (the row, line and column are named) or a stray one in its header.
+    Problems with single rows never raise; they end up in `ContactList.rejected`.
     """
 
 
@@ -305,8 +307,9 @@ def normalize_phone(raw: str, default_region: str = "US") -> NormalizedPhone:
     Rejected: empty cells and placeholders (N/A, none, null, -); any other
     spreadsheet formula (`=A1*2`, `+SUM(A1)`, `@cmd`; a `+` before digits is a
     number) and error values such as `#REF!`; letters anywhere else (never turned
-    into keypad digits); scientific notation that lost digits; anything
-    `phonenumbers.is_valid_number` does not accept.
+    into keypad digits); a leading minus sign (`-4155550123`, a negative number
+    or a typo, which phonenumbers would skip); scientific notation that lost
+    digits; anything `phonenumbers.is_valid_number` does not accept.
 
     Args:
         raw: the cell as read.
@@ -484,6 +487,14 @@ def _character_problem(text: str) -> str | None:
         return f"contains characters that are not part of a phone number: {named}"
     if not any(c.isdecimal() for c in text):
         return _NO_NUMBER
+    if text[:1] in _MINUS_SIGNS:
+        # phonenumbers skips a leading '-' and dials the rest; but a sign means
+        # the cell went through a number (a negative value) or was mistyped, and
+        # which digits were meant is then unsure, so the row is refused.
+        return (
+            f"starts with a minus sign {text[0]!r}, as a negative number does; a "
+            "phone number has no sign: remove it if the digits are right"
+        )
     if "+" in text.lstrip("+") or text.count("+") > 1:
         return "has a '+' that is not at the start of the number"
     return None
@@ -535,12 +546,24 @@ def _reparses_to_itself(e164: str) -> bool:
 # --- Reading files ----------------------------------------------------------------
 
 
+class _Record(NamedTuple):
+    """One record as read, before it is given row numbers.
+
+    Cells read from a file are strings; cells of mappings are the values given. A
+    blank line comes as [] and still takes a row number. `line` is the file line
+    the record starts on (0 for mappings); `lines` holds the lines as written when
+    the record spans several (a quoted cell with line breaks), else it is empty.
+    """
+
+    cells: Sequence[object]
+    line: int = 0
+    lines: tuple[str, ...] = ()
+
+
 class _Table(NamedTuple):
     source: str
     headers: list[str]
-    # (row number, cells); a blank line comes as [] and still takes a row number.
-    # Cells read from a file are strings; cells of mappings are the values given.
-    rows: Iterable[tuple[int, Sequence[object]]]
+    rows: Iterable[_Record]
     warnings: list[str]
     # The file's field separator; None for mappings.
     delimiter: str | None = None
@@ -557,7 +580,8 @@ def _read_file(path: Path, encoding: str | None, delimiter: str | None) -> _Tabl
     header = _first_record(records)
     if header is None:
         raise ContactsError(f"contact file '{path}' is empty")
-    return _Table(path.name, header, _numbered(records), warnings, delimiter)
+    _check_header_quotes(header, delimiter, path)
+    return _Table(path.name, list(header.cells), records, warnings, delimiter)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -673,14 +697,32 @@ def _sniff_score(text: str, delimiter: str) -> tuple[bool, int, int]:
 _FIELD_SIZE_LIMIT = 16 * 1024 * 1024
 
 
-def _csv_records(text: str, delimiter: str, path: Path) -> Iterator[list[str]]:
+def _csv_records(text: str, delimiter: str, path: Path) -> Iterator[_Record]:
+    """The file's records, each with the line it starts on (and its lines, if many).
+
+    The csv module reads one line at a time and asks for the next only while a
+    quoted cell is open, so the lines it took for a record are exactly the
+    record's lines as written.
+    """
     if len(delimiter) != 1:
         raise ContactsError(f"delimiter must be one character, not {delimiter!r}")
     if csv.field_size_limit() < _FIELD_SIZE_LIMIT:
         csv.field_size_limit(_FIELD_SIZE_LIMIT)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    taken: list[str] = []
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(lines(), delimiter=delimiter)
+    first_line = 1
     try:
-        yield from reader
+        for cells in reader:
+            spanned = tuple(taken) if len(taken) > 1 else ()
+            yield _Record([] if _spaces_only(cells) else cells, first_line, spanned)
+            first_line += len(taken)
+            taken.clear()
     except csv.Error as exc:
         raise ContactsError(
             f"contact file '{path}' is not readable as CSV near line "
@@ -688,12 +730,19 @@ def _csv_records(text: str, delimiter: str, path: Path) -> Iterator[list[str]]:
         ) from exc
 
 
-def _first_record(records: Iterator[list[str]]) -> list[str] | None:
-    return next((record for record in records if record), None)
+def _spaces_only(record: list[str]) -> bool:
+    """Whether a record is a line of spaces or tabs and no delimiter.
+
+    Such a line holds nothing, like a blank one, and is read as one: a file whose
+    only data line is spaces has a header but no data rows. A line of delimiters
+    (`,,`) is a row of empty cells instead, and so is `""`, which is how the csv
+    module writes a row of one empty cell; both are rejected as empty rows.
+    """
+    return len(record) == 1 and record[0] != "" and not record[0].strip()
 
 
-def _numbered(records: Iterable[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    return ((number, record) for number, record in enumerate(records, 1))
+def _first_record(records: Iterator[_Record]) -> _Record | None:
+    return next((record for record in records if record.cells), None)
 
 
 def _read_mappings(rows: Iterable[Mapping[object, object]]) -> _Table:
@@ -710,10 +759,218 @@ def _read_mappings(rows: Iterable[Mapping[object, object]]) -> _Table:
     # Values stay as given: the builder turns them into text and says where it
     # converted a number, and it reads a number in the phone column as one.
     records = (
-        [row.get(key) for key in headers]
+        _Record([row.get(key) for key in headers])
         for row in ({str(k): v for k, v in row.items()} for row in rows)
     )
-    return _Table(LIST_SOURCE, headers, _numbered(records), [])
+    return _Table(LIST_SOURCE, headers, records, [])
+
+
+# --- Quotes that swallow rows ------------------------------------------------------
+
+
+class _Quote(NamedTuple):
+    """A quoted cell of one record that crosses a line break.
+
+    Attributes:
+        field: its 0-based column.
+        opens: index, in the record's lines, of the line where it opens.
+        closes: index of the line where it closes; None if it never does.
+        end: offset of the closing quote in that line.
+    """
+
+    field: int
+    opens: int
+    closes: int | None
+    end: int
+
+
+def _quotes_across_lines(lines: Sequence[str], delimiter: str) -> list[_Quote]:
+    """Find a record's quoted cells that cross line breaks, as the csv module does.
+
+    The rules are those of its default dialect: a double quote opens a quoted cell
+    only as the cell's first character; inside one, `""` stands for a quote and
+    any other quote closes the cell.
+    """
+    found: list[_Quote] = []
+    field, opens, quoted, at_start = 0, 0, False, True
+    for number, line in enumerate(lines):
+        offset = 0
+        while offset < len(line):
+            char = line[offset]
+            if quoted and char == '"':
+                if line.startswith('"', offset + 1):
+                    offset += 2
+                    continue
+                quoted = False
+                if number > opens:
+                    found.append(_Quote(field, opens, number, offset))
+            elif not quoted and char == '"' and at_start:
+                quoted, opens = True, number
+            elif not quoted and char == delimiter:
+                field += 1
+            at_start = not quoted and char == delimiter
+            offset += 1
+    if quoted:
+        found.append(_Quote(field, opens, None, 0))
+    return found
+
+
+def _swallowed(lines: Sequence[str], quote: _Quote) -> list[str]:
+    """The text a quoted cell took from the lines after the one it opens on."""
+    if quote.closes is None:
+        return list(lines[quote.opens + 1 :])
+    return [*lines[quote.opens + 1 : quote.closes], lines[quote.closes][: quote.end]]
+
+
+def _split_line(line: str, delimiter: str) -> list[str]:
+    """One line's cells, read as if no quote had been left open before it."""
+    try:
+        cells = next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return [line]
+    return [] if _spaces_only(cells) else cells
+
+
+def _check_header_quotes(header: _Record, delimiter: str, path: Path) -> None:
+    """Refuse a header whose quoted name takes in lines that look like rows.
+
+    A name may hold a line break ("First\\nName" from a spreadsheet); a name that
+    runs to the end of the file, or takes in a line with a cell that looks like a
+    phone number, is a stray quote, and the columns can no longer be known.
+    """
+    for quote in _quotes_across_lines(header.lines, delimiter):
+        taken = _swallowed(header.lines, quote)
+        if any(text.strip() for text in taken) and (
+            quote.closes is None
+            or any(
+                _looks_like_number(cell)
+                for text in taken
+                for cell in _split_line(text, delimiter)
+            )
+        ):
+            last = header.line + (
+                len(header.lines) - 1 if quote.closes is None else quote.closes
+            )
+            closing = "is never closed"
+            if quote.closes is not None:
+                closing = f"closes only on line {last}"
+            opens = header.line + quote.opens
+            raise ContactsError(
+                f"contact file '{path.name}' has a stray double quote in its header: "
+                f"it opens column {quote.field + 1} on line {opens} and {closing}, "
+                f"so {_lines_text(opens + 1, last)} {_are(opens + 1, last)} read as "
+                "part of the header. Close or remove the quote and load the file again"
+            )
+
+
+def _lines_text(first: int, last: int) -> str:
+    return f"line {first}" if first == last else f"lines {first} to {last}"
+
+
+def _are(first: int, last: int) -> str:
+    return "is" if first == last else "are"
+
+
+class _StrayQuotes:
+    """Find quoted cells that swallowed whole rows, and say what became of them.
+
+    A CSV cell in double quotes may hold line breaks, so an opening quote that is
+    never closed (`415-555-0101,"Ada`) makes the csv module read every later line
+    into that one cell: the rows there vanish without a word. What happens
+    instead is what loses no row and dials nothing from a guess:
+
+    - The quote is never closed and takes in anything but blank lines: the file
+      is refused, naming the row, line and column. Everything after the quote
+      is then one cell, and which of its lines are rows cannot be known. Loading
+      on would dial the rows before it and reject all after it; and once the
+      user fixes the quote, the file (and so the campaign id derived from it)
+      changes, so the rerun would call those first rows again.
+    - The quote closes later, and a line it takes in looks like a row of its own
+      (it splits into cells and has a valid number in the phone column): each
+      line it spans is read as a row of its own and rejected, naming the row
+      that opens the quote, with its text kept; the rows after it load as
+      usual. As for a row with mixed delimiters, dialling the re-read lines
+      would rest on a guess of where the cell was meant to end.
+    - Otherwise the cell is a note with line breaks, and read as one.
+
+    Known gap: a stray quote that closes later and takes in only rows without a
+    valid number (`N/A,Bo`) is not told apart from a note with line breaks, so
+    those rows are read into the opening row's cell.
+    """
+
+    def __init__(
+        self, headers: list[str], phone_index: int, region: str, table: _Table
+    ) -> None:
+        self.headers, self.phone_index, self.region = headers, phone_index, region
+        self.delimiter = table.delimiter or ","
+        self.source = table.source
+        self.warnings: list[str] = []
+
+    def rows(
+        self, record: _Record, first_row: int
+    ) -> list[tuple[Sequence[object], str | None]]:
+        """The record's rows (cells and a reason to reject, if any), in order."""
+        if not record.lines:
+            return [(record.cells, None)]
+        for quote in _quotes_across_lines(record.lines, self.delimiter):
+            taken = _swallowed(record.lines, quote)
+            if quote.closes is None:
+                # Only blank lines taken in: the cell's value is not in doubt.
+                if any(text.strip() for text in taken):
+                    raise ContactsError(self._refusal(record, first_row, quote))
+            elif any(self._looks_like_row(text) for text in taken):
+                return self._split(record, first_row, quote)
+        return [(record.cells, None)]
+
+    def _looks_like_row(self, text: str) -> bool:
+        cells = _split_line(text, self.delimiter)
+        if len(cells) <= self.phone_index or len(cells) < min(2, len(self.headers)):
+            return False
+        return _normalize(cells[self.phone_index], self.region).e164 is not None
+
+    def _split(
+        self, record: _Record, first_row: int, quote: _Quote
+    ) -> list[tuple[Sequence[object], str | None]]:
+        opener = first_row + quote.opens
+        column = _column_label(self.headers, quote.field)
+        closes = record.line + quote.closes
+        last_row = first_row + len(record.lines) - 1
+        self.warnings.append(
+            f"a stray double quote: row {opener} opens one in {column} on line "
+            f"{record.line + quote.opens} that closes only on line {closes}; rows "
+            f"{first_row} to {last_row} are rejected, with their text kept. Close "
+            "or remove the quote and load the file again"
+        )
+        opening = (
+            f"opens a double quote in {column} that closes only on line {closes}, "
+            "taking in the rows up to it; not dialled: close or remove the quote"
+        )
+        # Lines before the opener belong to an earlier cell with line breaks in
+        # the same record; they are rejected with the same words, which fit
+        # them less well, as that mix is rare.
+        inside = (
+            f"inside the double quote that row {opener} opens in {column} and that "
+            f"closes only on line {closes}; not dialled: close or remove that quote"
+        )
+        return [
+            (
+                _split_line(line, self.delimiter),
+                opening if first_row + offset == opener else inside,
+            )
+            for offset, line in enumerate(record.lines)
+        ]
+
+    def _refusal(self, record: _Record, first_row: int, quote: _Quote) -> str:
+        opens = record.line + quote.opens
+        last = record.line + len(record.lines) - 1
+        return (
+            f"contact file '{self.source}' has a double quote that is never "
+            f"closed: row {first_row + quote.opens} opens it in "
+            f"{_column_label(self.headers, quote.field)} on line {opens}, so "
+            f"{_lines_text(opens + 1, last)}, to the end of the file, "
+            f"{_are(opens + 1, last)} read into that one cell and the rows there "
+            "cannot be told apart. Close or remove the quote and load the file again"
+        )
 
 
 # --- Building the contact list ----------------------------------------------------
@@ -738,6 +995,8 @@ def load_contacts(
     the first row after the header. The first row with a number is called; later
     rows with the same E.164 number are reported as duplicates. A row that is
     short because it uses another delimiter than the header is rejected saying so.
+    A stray double quote that swallows rows is reported, never silently read as
+    one cell: see the quote rules in docs/bad-input.md.
 
     Values of mappings that are not strings are converted with `str()` (Retell's
     dynamic variables are strings), and a file-level warning names each column
@@ -764,8 +1023,9 @@ def load_contacts(
 
     Raises:
         ContactsError: the file does not exist, is empty, has a header but no data
-            rows, cannot be decoded or parsed, or has no (or not the given) phone
-            column.
+            rows, cannot be decoded or parsed, has no (or not the given) phone
+            column, or has a double quote that is never closed, which would take
+            in every row after it.
         ValueError: `default_region` is not a region code.
 
     Example:
@@ -785,13 +1045,18 @@ def _build(table: _Table, phone_column: str | None, region: str) -> ContactList:
     headers = [header.replace("\ufeff", "").strip() for header in table.headers]
     phone_index = _phone_index(headers, phone_column, table.source)
     builder = _Builder(headers, phone_index, region, table.delimiter)
-    for number, cells in table.rows:
-        builder.add(number, cells)
+    quotes = _StrayQuotes(headers, phone_index, region, table)
+    row = 0
+    for record in table.rows:
+        for cells, problem in quotes.rows(record, row + 1):
+            row += 1
+            builder.add(row, cells, problem)
     if builder.total_rows == 0:
         raise ContactsError(
             f"contact file '{table.source}' has a header but no data rows"
         )
-    return builder.result(table.source, table.warnings)
+    warnings = _header_warnings(headers, phone_index, builder.columns, phone_column)
+    return builder.result(table.source, table.warnings + warnings + quotes.warnings)
 
 
 def _phone_index(headers: list[str], wanted: str | None, source: str) -> int:
@@ -858,6 +1123,78 @@ def _variable_columns(headers: list[str], phone_index: int) -> list[_Column]:
     return columns
 
 
+def _header_warnings(
+    headers: list[str], phone_index: int, columns: list[_Column], wanted: str | None
+) -> list[str]:
+    """Say which column is dialled when several could be, and which names clash."""
+    warnings = [_other_phone_columns(headers, phone_index, columns, wanted)]
+    groups: dict[str, list[_Column]] = {}
+    for column in columns:
+        base = to_variable_name(headers[column.index])
+        # A header that is a number (no header row) would put it in a log line.
+        if base and not _looks_like_number(headers[column.index]):
+            groups.setdefault(base, []).append(column)
+    warnings += [
+        f"{_and(_column_label(headers, c.index) for c in group)} give the same "
+        f"variable name {base!r}: they are sent as "
+        f"{_and(repr(c.name) for c in group)}"
+        for base, group in groups.items()
+        if len(group) > 1
+    ]
+    return [warning for warning in warnings if warning]
+
+
+def _other_phone_columns(
+    headers: list[str], phone_index: int, columns: list[_Column], wanted: str | None
+) -> str:
+    """A warning naming the columns besides the phone column that may hold numbers.
+
+    Those are columns with the phone column's own name (`Phone,Name,Phone`) and,
+    unless the caller named the phone column, any other phone-like name
+    (`Mobile,Phone`): only one column is dialled, and the user should know which.
+    """
+    if _looks_like_number(headers[phone_index]):
+        return ""  # no header row; its variable names would show the number
+    keys = [_header_key(header) for header in headers]
+    others = [
+        column
+        for column in columns
+        if keys[column.index] == keys[phone_index]
+        or (wanted is None and keys[column.index] in PHONE_HEADER_ALIASES)
+    ]
+    if not others:
+        return ""
+    indexes = sorted([phone_index, *(column.index for column in others)])
+    numbers = _and(str(column.index + 1) for column in others)
+    plural = "s" if len(others) > 1 else ""
+    verb = "are" if len(others) > 1 else "is"
+    return (
+        f"{len(indexes)} columns could hold the number to dial, "
+        f"{_and(_column_label(headers, index) for index in indexes)}: column "
+        f"{phone_index + 1} is dialled; column{plural} {numbers} {verb} kept as "
+        f"variable{plural} {_and(repr(column.name) for column in others)} and not "
+        "dialled. To dial another, name it with phone_column (--phone-column on "
+        "the command line) or rename the columns"
+    )
+
+
+def _column_label(headers: list[str], index: int) -> str:
+    """A column for a message, which may be logged: a header that is a number
+    (a file without a header row) is masked."""
+    if index >= len(headers) or not headers[index]:
+        return f"column {index + 1}"
+    header = headers[index]
+    if _looks_like_number(header):
+        header = mask_phone_number(header, always=True)
+    return f"{header!r} (column {index + 1})"
+
+
+def _and(items: Iterable[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = list(items)
+    return " and ".join(filter(None, [", ".join(items[:-1]), items[-1]]))
+
+
 class _Builder:
     """Sorts numbered rows into contacts, rejected rows and duplicates.
 
@@ -889,8 +1226,13 @@ class _Builder:
         self.mixed: dict[str, list[int]] = {}
         self.total_rows = 0
 
-    def add(self, row: int, values: Sequence[object]) -> None:
-        """Sort one data row; an empty list stands for a blank line."""
+    def add(
+        self, row: int, values: Sequence[object], problem: str | None = None
+    ) -> None:
+        """Sort one data row; an empty list stands for a blank line.
+
+        A `problem` rejects the row with that reason whatever its number.
+        """
         if not values:
             self.blank_rows.append(row)
             return
@@ -899,6 +1241,9 @@ class _Builder:
         has_phone = self.phone_index < len(cells)
         phone = cells[self.phone_index] if has_phone else ""
         variables, warnings = self._variables(row, cells)
+        if problem is not None:
+            self._reject(row, phone, problem, variables, True)
+            return
 
         value = values[self.phone_index] if has_phone else ""
         result = _normalize_value(value, phone, self.region)

@@ -1702,14 +1702,33 @@ def _all_rows(
             to_number=dup.to_number,
             raw_phone=dup.raw_phone,
             duplicate_of=dup.duplicate_of,
-            reason=_duplicate_reason(dup),
+            reason=_duplicate_reason(dup, called.get(dup.duplicate_of)),
             variables=dict(dup.variables),
         )
     return [rows[row] for row in sorted(rows)]
 
 
-def _duplicate_reason(dup) -> str:
-    text = f"same number as row {dup.duplicate_of}, which is dialled instead"
+# What became of the row a duplicate repeats, said from the duplicate's side: the
+# duplicate is never dialled itself, so its reason must not claim a call that the
+# kept row did not get (a suppressed row, say).
+_KEPT_ROW_FATES = {
+    "called": "which is dialled instead",
+    "timed_out": "which is dialled instead",
+    "unknown": "whose call may have been placed; this row is not dialled",
+    "suppressed": "which is on the do-not-call list; neither row is dialled",
+    "rejected": "which is rejected; neither row is dialled",
+    "waiting": "which waits for its calling window; this row is not dialled separately",
+    "failed": "whose call Retell refused to place; this row is not dialled separately",
+}
+
+
+def _duplicate_reason(dup, kept: ContactResult | None) -> str:
+    fate = "which stands for this row; this row is not dialled"
+    if kept is not None:
+        fate = _KEPT_ROW_FATES.get(
+            kept.outcome, f"which is {kept.outcome}; this row is not dialled"
+        )
+    text = f"same number as row {dup.duplicate_of}, {fate}"
     if dup.differences:
         text += "; differing columns: " + ", ".join(sorted(dup.differences))
     return text
