@@ -242,3 +242,27 @@ async def test_a_comment_after_a_number_still_suppresses_it(sandbox, tmp_path):
     outcomes = {row.to_number: row.outcome for row in run.result.rows}
     assert outcomes[LISTED] == "suppressed"
     assert LISTED not in {call["to_number"] for call in run.stats["calls"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("dnc.txt", "-4155550180\n"),
+        ("dnc.csv", "Phone,Note\n-4155550180,asked twice\n+14155550181,\n"),
+    ],
+)
+async def test_a_do_not_call_entry_with_a_minus_sign_still_blocks_its_number(
+    sandbox, tmp_path, name, text
+):
+    """A contact list refuses '-4155550180'; a do-not-call list blocks it anyway."""
+    run = await run_campaign(
+        sandbox,
+        contacts=_contacts(),
+        from_number=TWILIO,
+        suppression_file=_write(tmp_path, name, text),
+    )
+
+    outcomes = {row.to_number: row.outcome for row in run.result.rows}
+    assert outcomes[LISTED] == "suppressed"
+    assert LISTED not in {call["to_number"] for call in run.stats["calls"]}
+    assert outcomes[FREE] == "called"

@@ -24,7 +24,7 @@ __all__ = [
 
 RowOutcome = Literal[
     "called",  # dialled, and the call reached a final status
-    "duplicate",  # the same number as an earlier row, which was dialled instead
+    "duplicate",  # same number as an earlier row; only that one may be dialled
     "rejected",  # not dialled: the row's number or destination is not usable
     "suppressed",  # not dialled: the number is on a do-not-call list
     # not dialled yet: its calling window did not open before the campaign's

@@ -17,7 +17,12 @@ from pathlib import Path
 from prefect.blocks.core import Block
 from pydantic import Field
 
-from prefect_retell.contacts import ContactsError, load_contacts, normalize_phone
+from prefect_retell.contacts import (
+    _MINUS_SIGNS,
+    ContactsError,
+    load_contacts,
+    normalize_phone,
+)
 from prefect_retell.errors import RetellConfigurationError
 
 __all__ = ["Suppression", "SuppressionList", "load_suppression"]
@@ -163,11 +168,15 @@ def _read_file(path: Path, region: str) -> tuple[set[str], list[str]]:
         # reads: read it line by line, which refuses what it cannot decode.
         return _read_lines(path, region)
     numbers = {contact.to_number for contact in listed.contacts}
-    problems = [
-        f"row {row.row}: {row.reason}"
-        for row in listed.rejected
-        if row.raw_phone or row.reason != "no phone number"
-    ]
+    problems = []
+    for row in listed.rejected:
+        if not row.raw_phone and row.reason == "no phone number":
+            continue
+        signed = normalize_phone(_blocking_text(row.raw_phone or ""), region)
+        if signed.e164:
+            numbers.add(signed.e164)
+        else:
+            problems.append(f"row {row.row}: {row.reason}")
     return numbers, problems
 
 
@@ -198,10 +207,20 @@ def _normalise(
     numbers: set[str] = set()
     problems: list[str] = []
     for where, raw in entries:
-        result = normalize_phone(str(raw), region)
+        result = normalize_phone(_blocking_text(str(raw)), region)
         if result.e164:
             numbers.add(result.e164)
         else:
             # The entry itself is not repeated: it may be most of a number.
             problems.append(f"{unit} {where}: {result.reason}")
     return numbers, problems
+
+
+def _blocking_text(raw: str) -> str:
+    """An entry's text without a leading minus sign.
+
+    A contact list refuses a number written with a sign, as the digits meant
+    are unsure; a do-not-call entry blocks those digits all the same: a list
+    that blocks one number too many is safe, one that blocks too few is not.
+    """
+    return raw.strip().lstrip("".join(_MINUS_SIGNS))
