@@ -181,3 +181,25 @@ async def test_prefect_record_answers_a_resumed_run_without_asking_retell(
     assert [row.call_id for row in again.result.rows] == [
         row.call_id for row in first.result.rows
     ]
+
+
+async def test_each_run_adds_its_rows_to_the_record_without_losing_earlier_ones(
+    prefect_server, sandbox
+):
+    """Run 1 records A, run 2 adds B; with Retell's memory wiped before each later
+    run, run 3 still answers both from Prefect's record and dials nobody."""
+    first, second = {"phone": "+14155550111"}, {"phone": "+14155550112"}
+    campaign = {"from_number": TWILIO, "cps": 5, "campaign_id": "fx-record-parts"}
+    one = await run_campaign(sandbox, contacts=[first], **campaign)
+    sandbox.sandbox.reset()
+    two = await run_campaign(sandbox, contacts=[first, second], **campaign)
+    sandbox.sandbox.reset()
+
+    three = await run_campaign(sandbox, contacts=[first, second], **campaign)
+
+    assert len(two.stats["calls"]) == 1  # only the new contact
+    assert three.stats["calls"] == []
+    assert [row.call_id for row in three.result.rows] == [
+        one.result.rows[0].call_id,
+        two.result.rows[1].call_id,
+    ]

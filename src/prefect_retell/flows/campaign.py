@@ -27,7 +27,6 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.transactions import atransaction
 
 from prefect_retell.blocks import RetellCredentials
 from prefect_retell.client import RetellClient
@@ -55,6 +54,7 @@ from prefect_retell.flows._limits import (
     ensure_limit,
     rate_limit_name,
 )
+from prefect_retell.flows._record import CampaignRecord
 from prefect_retell.models import AgentWeight, PhoneCall, PhoneCallRequest, PhoneNumber
 from prefect_retell.monitoring import CallEventWatcher, MonitorMode
 from prefect_retell.polling import CallPoller, PollSchedule
@@ -790,6 +790,7 @@ class _Dialler:
         self.waiting: dict[int, _Waiting] = {}
         self.waiting_changes = 0
         self._placed_at: dict[str, datetime] = {}
+        self.record = CampaignRecord(plan.campaign_id, plan.shard, plan.shard_count)
 
     async def run(self, contact_list: ContactList) -> dict[int, ContactResult]:
         """Dial every contact that may be called; return results by row."""
@@ -804,6 +805,7 @@ class _Dialler:
                 results[contact.row] = refused
         self.total = len(to_dial)
         self._log_screening(list(results.values()))
+        await self.record.load()
         self.previous = await self._previous_calls()
         self.logger.info(
             "Campaign has %d contacts to call at %d calls per second, at most %d "
@@ -811,19 +813,28 @@ class _Dialler:
             self.total,
             self.rotation.cps,
             self.plan.concurrency_limit,
-            sum(1 for contact in to_dial if contact.to_number in self.previous),
+            sum(
+                1
+                for contact in to_dial
+                if contact.to_number in self.previous
+                or self.record.get(contact.to_number) is not None
+            ),
         )
-        async with contextlib.AsyncExitStack() as stack:
-            if self.plan.monitor == "events" and to_dial:
-                # Subscribed before the first call, so no call's event is missed.
-                self.watcher = await stack.enter_async_context(
-                    CallEventWatcher(
-                        campaign_id=self.plan.campaign_id, logger=self.logger
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                if self.plan.monitor == "events" and to_dial:
+                    # Subscribed before the first call, so no event is missed.
+                    self.watcher = await stack.enter_async_context(
+                        CallEventWatcher(
+                            campaign_id=self.plan.campaign_id, logger=self.logger
+                        )
                     )
-                )
-            finished = await self._run_lanes(to_dial)
-            if self.watcher is not None:
-                await self._attach_analyses(finished)
+                finished = await self._run_lanes(to_dial)
+                if self.watcher is not None:
+                    await self._attach_analyses(finished)
+        finally:
+            # Whatever ended the run, the rows finished so far are kept.
+            await self.record.flush()
         results.update({row.row: row for row in finished})
         return results
 
@@ -953,28 +964,22 @@ class _Dialler:
     async def _recorded_call(self, contact: Contact) -> ContactResult:
         """A contact's result from Prefect's record of an earlier run, or a call.
 
-        A contact whose calls reached their end, redials included, is committed
-        to Prefect's result store under a key of the campaign and the destination;
-        a resumed run reads it back without asking Retell anything. A contact
-        with a call still due at the deadline is not committed, so that a later
+        A contact whose calls reached their end, redials included, goes into the
+        campaign's record in Prefect's result store (see `CampaignRecord`); a
+        resumed run reads it back without asking Retell anything. A contact
+        with a call still due at the deadline is not recorded, so that a later
         run places it.
         """
-        # The destination alone, not the from-number: with several numbers any of
-        # them may have placed the call.
-        digest = hashlib.sha256(contact.to_number.encode()).hexdigest()[:32]
-        key = f"prefect-retell-{self.plan.campaign_id}-{digest}"
-        async with atransaction(key=key, write_on_commit=True) as txn:
-            if txn.is_committed():
-                record = await txn.read()
-                if record is not None and isinstance(record.result, ContactResult):
-                    self.placed += 1
-                    if contact.row and record.result.row != contact.row:
-                        return record.result.model_copy(update={"row": contact.row})
-                    return record.result
-            result = await self._call(contact)
-            if result.outcome in _RECORDED_OUTCOMES and result.next_call_at is None:
-                txn.stage(result)
-            return result
+        recorded = self.record.get(contact.to_number)
+        if recorded is not None:
+            self.placed += 1
+            if contact.row and recorded.row != contact.row:
+                return recorded.model_copy(update={"row": contact.row})
+            return recorded
+        result = await self._call(contact)
+        if result.outcome in _RECORDED_OUTCOMES and result.next_call_at is None:
+            self.record.add(result)
+        return result
 
     async def _previous_calls(self) -> dict[str, dict[int, PhoneCall]]:
         """Calls an earlier run of this campaign placed, by destination and attempt.
@@ -1479,6 +1484,7 @@ class _Progress:
         while True:
             await asyncio.sleep(_PROGRESS_EVERY_SECONDS)
             await self._update(final=False)
+            await self.dialler.record.flush()
 
     async def _update(self, *, final: bool) -> None:
         dialler = self.dialler
