@@ -42,17 +42,12 @@ from bench._support import Figure  # noqa: E402
 
 TIME_SCALE = 0.05
 CONCURRENCY = 1000
-# Targets from issue 5. Both were missed when this was written (2-core machine
-# shared with other work; `python -m bench` for the latest figures):
-# - wall 1.01 to 1.11 times the baseline's. The calls are followed alike; the
-#   gap is dispatch: the campaign's pacer, which takes its tokens from a Prefect
-#   limit on the embedded SQLite server, dialled at 14 to 15.5 of the 16 CPS on
-#   a busy machine, the baseline's plain pacer at 16.
-# - CPU per call 3.0 to 3.8 times the baseline's. Two INFO log lines per call
-#   (printed, and shipped to the Prefect API) are about a fifth of the
-#   campaign's CPU: 2.4 to 3.1 times with Prefect's logs at WARNING. Most of the
-#   rest is a Prefect transaction per contact (a result file written each) and
-#   the client's request and response models.
+# Targets from issue 5, both met in the latest run (README, "Benchmarks"). What
+# moved the figures there, measured on this script: per-call log lines at DEBUG
+# by default (two INFO lines per call, printed and shipped to the Prefect API,
+# were a fifth of the CPU and delayed the pacer), finished rows written to
+# Prefect's result store in parts instead of a transaction per contact (about a
+# third of the CPU), and a pacer that no longer waits 2 s on a busy server's 503.
 WALL_TARGET = 1.05
 CPU_TARGET = 3.0
 
