@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, temporary_settings
 
 from flow_support import TELNYX, TWILIO, read_limit, run_campaign
 from prefect_retell import RetellConfigurationError
@@ -203,3 +204,23 @@ async def test_each_run_adds_its_rows_to_the_record_without_losing_earlier_ones(
         one.result.rows[0].call_id,
         two.result.rows[1].call_id,
     ]
+
+
+async def test_a_result_store_that_cannot_be_written_costs_no_row(
+    prefect_server, sandbox, tmp_path, caplog
+):
+    """With Prefect's local result storage unwritable (a file where its folder
+    should be), every contact is still called once and reported; a warning says
+    the record was not kept."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    contacts = [{"phone": "+14155550121"}, {"phone": "+14155550122"}]
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: blocked}):
+        run = await run_campaign(sandbox, contacts=contacts, from_number=TWILIO, cps=5)
+
+    assert run.result.counts == {"called": 2}
+    assert len(run.stats["calls"]) == 2
+    assert any(
+        "Could not write finished rows to Prefect's result store" in message
+        for message in caplog.messages
+    )

@@ -86,13 +86,15 @@ class CampaignRecord:
         async with self._lock:
             if not self._pending:
                 return
-            rows, self._pending = self._pending, []
+            rows = list(self._pending)
             key = f"{self._prefix}{self._next_part}"
-            self._next_part += 1
             # As JSON data rather than pickled models: a later version of the
             # package, with more fields, still reads them.
             data = [row.model_dump(mode="json") for row in rows]
+            # Should the write fail, the rows stay pending for the next one.
             await self._result_store().awrite(obj=data, key=key)
+            del self._pending[: len(rows)]
+            self._next_part += 1
 
     def _result_store(self) -> ResultStore:
         if self._store is None:

@@ -834,9 +834,25 @@ class _Dialler:
                     await self._attach_analyses(finished)
         finally:
             # Whatever ended the run, the rows finished so far are kept.
-            await self.record.flush()
+            await self.keep_record()
         results.update({row.row: row for row in finished})
         return results
+
+    async def keep_record(self) -> None:
+        """Write the rows finished since the last write to the campaign's record.
+
+        A failed write costs only the shortcut: a resumed run finds those
+        contacts' calls in Retell's list instead. It is logged, and the rows
+        are written with the next part.
+        """
+        try:
+            await self.record.flush()
+        except Exception as exc:
+            self.logger.warning(
+                "Could not write finished rows to Prefect's result store (%s); a "
+                "resumed run finds their calls in Retell's list instead",
+                type(exc).__name__,
+            )
 
     async def _attach_analyses(self, rows: list[ContactResult]) -> None:
         """Give rows the analysis that came in `retell.call.analyzed` after the end.
@@ -1484,7 +1500,7 @@ class _Progress:
         while True:
             await asyncio.sleep(_PROGRESS_EVERY_SECONDS)
             await self._update(final=False)
-            await self.dialler.record.flush()
+            await self.dialler.keep_record()
 
     async def _update(self, *, final: bool) -> None:
         dialler = self.dialler
