@@ -122,9 +122,7 @@ def main() -> None:
         )
         config = {"time_scale": TIME_SCALE, "concurrency_limit": CONCURRENCY}
         with _support.sandbox_process(**config) as sandbox:
-            from bench.overhead import warm_up_prefect
-
-            warm_up_prefect()
+            _support.warm_up_prefect()
             run = run_campaign(sandbox, contacts, args)
     print(f"campaign: {run}", flush=True)
     results = figures(run, args)
