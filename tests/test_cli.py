@@ -171,6 +171,38 @@ def test_missing_contact_file_exits_2(tmp_path):
     assert run.stderr == f"error: contact list {missing} does not exist\n"
 
 
+def test_folder_as_contact_file_exits_2_saying_so(tmp_path):
+    """A folder given as the contact list is named as a folder, not as missing."""
+    run = CliRun.start(
+        tmp_path / "home",
+        "campaign",
+        str(tmp_path),
+        "--sandbox",
+        "--from-number",
+        TELNYX,
+    ).finish()
+
+    assert run.returncode == 2
+    assert run.stderr == f"error: contact list {tmp_path} is a folder, not a file\n"
+
+
+def test_redial_delay_under_10_seconds_is_refused_before_anything_starts(tmp_path):
+    """--redial-delay-seconds 3 is refused by the argument check, naming the floor."""
+    run = CliRun.start(
+        tmp_path / "home",
+        "campaign",
+        str(DATA / "crm-export.csv"),
+        "--sandbox",
+        "--from-number",
+        TELNYX,
+        "--redial-delay-seconds",
+        "3",
+    ).finish()
+
+    assert run.returncode == 2
+    assert "--redial-delay-seconds: must be at least 10, not 3" in run.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [

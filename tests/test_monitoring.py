@@ -9,6 +9,7 @@ tested in test_events_mode.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from uuid import uuid4
 
@@ -110,12 +111,19 @@ def test_call_from_event_refuses_other_events():
 # --- none: fire and forget -------------------------------------------------------
 
 
-async def test_none_mode_places_every_call_and_follows_none(prefect_server, sandbox):
-    """`monitor="none"`: three calls created, none polled, rows left registered."""
+async def test_none_mode_places_every_call_and_follows_none(
+    prefect_server, sandbox, caplog
+):
+    """`monitor="none"`: three calls created, none polled, rows left registered,
+    and the progress line does not call them finished."""
+    caplog.set_level(logging.INFO, logger="prefect")
     contacts = [{"phone": f"+1415555{n:04d}"} for n in (301, 302, 303)]
     run = await run_campaign(
         sandbox, contacts=contacts, from_number=TWILIO, cps=5, monitor="none"
     )
+    progress = [m for m in caplog.messages if m.startswith("Placed ")]
+    assert progress[-1] == "Placed 3 of 3 calls (not followed: monitor none)"
+    assert not [m for m in progress if "finished" in m]
     assert run.requests.get(CREATE_ROUTE) == 3
     assert run.requests.get(GET_CALL_ROUTE, 0) == 0
     assert {row.call_status for row in run.result.rows} == {"registered"}

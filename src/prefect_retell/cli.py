@@ -45,9 +45,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _redial_delay(text: str) -> float:
+    from prefect_retell.redial import SHORTEST_DELAY_SECONDS
+
+    value = float(text)
+    if value < SHORTEST_DELAY_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {SHORTEST_DELAY_SECONDS:g}, not {value:g}"
+        )
+    return value
+
+
 # argparse names the type in its message ("invalid <name> value: 'abc'").
 _positive_int.__name__ = "whole number"
 _positive_float.__name__ = "number"
+_redial_delay.__name__ = "number"
 
 
 def _webhook_url(text: str) -> str:
@@ -237,9 +249,10 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redial-delay-seconds",
-        type=_positive_float,
+        type=_redial_delay,
         default=1800.0,
-        help="pause between a call's end and its redial (default: 1800)",
+        help="pause between a call's end and its redial, at least 10 "
+        "(default: 1800)",
     )
     parser.add_argument(
         "--suppression-file",
@@ -404,6 +417,12 @@ def _results_problem(results: str | None) -> str | None:
 
 
 def _campaign(args: argparse.Namespace) -> int:
+    if Path(args.contacts).is_dir():
+        print(
+            f"error: contact list {args.contacts} is a folder, not a file",
+            file=sys.stderr,
+        )
+        return 2
     if not Path(args.contacts).is_file():
         print(f"error: contact list {args.contacts} does not exist", file=sys.stderr)
         return 2

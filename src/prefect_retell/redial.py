@@ -58,7 +58,7 @@ _KNOWN_REASONS = frozenset(
     | {"no_concurrency_fallback"}
 )
 _MOST_ATTEMPTS = 10
-_SHORTEST_DELAY_SECONDS = 10.0
+SHORTEST_DELAY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -117,11 +117,11 @@ def _problems(reasons: list[str], max_attempts: int, delay_seconds: float) -> li
         problems.append(
             f"max_attempts must be between 1 and {_MOST_ATTEMPTS}, not {max_attempts}"
         )
-    if max_attempts > 1 and delay_seconds < _SHORTEST_DELAY_SECONDS:
+    if max_attempts > 1 and delay_seconds < SHORTEST_DELAY_SECONDS:
         # Ringing one person back to back annoys them and gets numbers flagged
         # as spam by carriers.
         problems.append(
-            f"redial_delay_seconds must be at least {_SHORTEST_DELAY_SECONDS:g}, "
+            f"redial_delay_seconds must be at least {SHORTEST_DELAY_SECONDS:g}, "
             f"not {delay_seconds:g}"
         )
     for reason in reasons:

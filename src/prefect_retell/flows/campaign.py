@@ -1517,6 +1517,15 @@ class _Progress:
                 description=f"Share of the campaign's calls placed so far{waiting}.",
             )
         await self._publish_waiting()
+        if dialler.plan.monitor == "none":
+            # Calls are not followed: none of them is known to have finished.
+            dialler.logger.info(
+                "Placed %d of %d calls (not followed: monitor none)%s",
+                dialler.placed,
+                dialler.total,
+                waiting,
+            )
+            return
         dialler.logger.info(
             "Placed %d of %d calls; %d finished%s",
             dialler.placed,
