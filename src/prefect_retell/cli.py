@@ -251,8 +251,7 @@ def _add_campaign_options(parser: argparse.ArgumentParser) -> None:
         "--redial-delay-seconds",
         type=_redial_delay,
         default=1800.0,
-        help="pause between a call's end and its redial, at least 10 "
-        "(default: 1800)",
+        help="pause between a call's end and its redial, at least 10 (default: 1800)",
     )
     parser.add_argument(
         "--suppression-file",

@@ -360,7 +360,8 @@ class _Grant:
 
         The share drains `size / decay` after the grant, and another process
         starts at least the handover margin after that; a call leaving by this
-        moment stays a call interval, plus the window's spare, ahead of it.
+        moment stays a call interval, plus the time Retell may take to count it
+        (_ANSWER_CAP_SECONDS), ahead of it.
         """
         if not self.shared:
             return math.inf
