@@ -154,36 +154,25 @@ def test_refused_campaign_prints_no_traceback(cli_runs):
     assert "Traceback" not in run.stdout + run.stderr
 
 
-def test_missing_contact_file_exits_2(tmp_path):
-    """A contact list that does not exist exits 2 naming the file."""
-    missing = tmp_path / "nowhere.csv"
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("nowhere.csv", "does not exist"), ("", "is a folder, not a file")],
+)
+def test_unusable_contact_list_exits_2_naming_it(tmp_path, name, problem):
+    """A contact list that does not exist, or is a folder, exits 2 saying which."""
+    contacts = tmp_path / name if name else tmp_path
 
     run = CliRun.start(
         tmp_path / "home",
         "campaign",
-        str(missing),
+        str(contacts),
         "--sandbox",
         "--from-number",
         TELNYX,
     ).finish()
 
     assert run.returncode == 2
-    assert run.stderr == f"error: contact list {missing} does not exist\n"
-
-
-def test_folder_as_contact_file_exits_2_saying_so(tmp_path):
-    """A folder given as the contact list is named as a folder, not as missing."""
-    run = CliRun.start(
-        tmp_path / "home",
-        "campaign",
-        str(tmp_path),
-        "--sandbox",
-        "--from-number",
-        TELNYX,
-    ).finish()
-
-    assert run.returncode == 2
-    assert run.stderr == f"error: contact list {tmp_path} is a folder, not a file\n"
+    assert run.stderr == f"error: contact list {contacts} {problem}\n"
 
 
 def test_redial_delay_under_10_seconds_is_refused_before_anything_starts(tmp_path):
